@@ -1,0 +1,53 @@
+"""The exception tree of pytempest.
+
+Every error the framework raises on purpose derives from :class:`PytempestError`::
+
+    PytempestError
+    ├── PipelineError        a pipeline graph breaks a rule (raised when it is built)
+    ├── ConfigError          a setting, a Topology.toml key or a CLI option is wrong
+    ├── TargetError          ``module:attribute`` does not name a topology
+    ├── TaskError            raised by a task's handler to fail its source message
+    ├── SourceError          a source failed to set up, poll or ack
+    │   └── SourceConnectionError   the source's server cannot be reached
+    └── DeadLetterError      a dead letter refused a record
+
+Builtins such as ``ConnectionError`` and ``TimeoutError`` are never shadowed.
+"""
+
+from __future__ import annotations
+
+
+class PytempestError(Exception):
+    """Root of every error pytempest raises on purpose."""
+
+
+class PipelineError(PytempestError):
+    """The pipeline graph breaks a rule; the message names the task or edge."""
+
+
+class ConfigError(PytempestError):
+    """A setting is wrong; the message names the key, where it came from and the fix."""
+
+
+class TargetError(PytempestError):
+    """A ``module:attribute`` target could not be loaded as a topology."""
+
+
+class TaskError(PytempestError):
+    """Raise from a task's ``handle`` to fail the source message with a clear reason.
+
+    Any other exception fails the message too; this one only says "expected failure"
+    (its traceback is not logged, only its message).
+    """
+
+
+class SourceError(PytempestError):
+    """A source failed to set up, poll, ack or close."""
+
+
+class SourceConnectionError(SourceError):
+    """The server behind a source cannot be reached (refused, timed out, lost)."""
+
+
+class DeadLetterError(PytempestError):
+    """A dead letter could not accept a record."""

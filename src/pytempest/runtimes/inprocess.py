@@ -1,0 +1,285 @@
+"""The in-process executor: tasks run in the topology's own process.
+
+* A sync ``handle`` runs inline on the event loop, batch after batch, from one queue
+  (fastest for CPU-light work; the loop yields to I/O every ``yield_every`` batches).
+* A task with ``threaded = True`` runs its batches in a thread pool, so blocking I/O in
+  ``handle`` does not stall the loop.
+* An ``async def handle`` runs on the loop; the bodies of a batch run concurrently, at
+  most ``Task.concurrency`` calls of one task at a time.
+
+Batches of an attempt that already ended (failed, timed out) are skipped, not run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+import traceback
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from pytempest.engine.completion import MessageState
+from pytempest.engine.executor import BatchResult, Executor, OnResult, TaskBatch, TaskFailure
+from pytempest.errors import TaskError
+from pytempest.model.pipeline import Graph
+from pytempest.model.task import Task
+
+log = logging.getLogger("pytempest.runtime")
+
+INLINE, THREAD, ASYNC = 0, 1, 2
+TRACEBACK_LIMIT = 8000
+
+
+def failure_of(exc: BaseException) -> TaskFailure:
+    """Describe an exception raised by a task."""
+    text = "".join(traceback.format_exception(exc))
+    if len(text) > TRACEBACK_LIMIT:
+        text = "..." + text[-TRACEBACK_LIMIT:]
+    return TaskFailure(type(exc).__name__, str(exc), text, isinstance(exc, TaskError))
+
+
+def _bad_output(task: Task, value: object) -> TypeError:
+    return TypeError(
+        f"task {task.name!r} returned {type(value).__name__} {_short(value)}; handle() must "
+        "return None or an iterable of bytes or str (e.g. [body])"
+    )
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def normalize_outputs(task: Task, outputs: list[Any]) -> list[bytes]:
+    """Encode ``str`` outputs as UTF-8; anything but bytes-like or str is a TypeError."""
+    out: list[bytes] = []
+    for o in outputs:
+        if type(o) is bytes:
+            out.append(o)
+        elif isinstance(o, str):
+            out.append(o.encode("utf-8"))
+        elif isinstance(o, bytes | bytearray | memoryview):
+            out.append(bytes(o))
+        else:
+            raise TypeError(
+                f"task {task.name!r} emitted {type(o).__name__} {_short(o)}; every output "
+                "must be bytes or str"
+            )
+    return out
+
+
+def collect(task: Task, result: object, outputs: list[Any]) -> None:
+    """Append what one ``handle`` call returned to ``outputs`` (no per-item checks yet)."""
+    if result is None:
+        return
+    if type(result) is list:
+        outputs.extend(result)
+    elif isinstance(result, bytes | str | bytearray | memoryview | dict) or not isinstance(result, Iterable):
+        raise _bad_output(task, result)
+    else:
+        outputs.extend(result)
+
+
+def run_sync_batch(task: Task, has_filter: bool, batch: TaskBatch) -> BatchResult:
+    """Run ``task`` over every body of ``batch`` in the calling thread."""
+    handle = task.handle
+    keep = task.filter if has_filter else None
+    outputs: list[Any] = []
+    handled = skipped = 0
+    failure = None
+    start = time.perf_counter()
+    try:
+        for body in batch.bodies:
+            if keep is not None and not keep(body):
+                skipped += 1
+                continue
+            handled += 1
+            result = handle(body)
+            if result is None:
+                continue
+            if type(result) is list:
+                outputs.extend(result)
+            else:
+                collect(task, result, outputs)
+        if outputs and set(map(type, outputs)) != {bytes}:
+            outputs = normalize_outputs(task, outputs)
+    except Exception as exc:
+        failure = failure_of(exc)
+        outputs = []
+    elapsed = (time.perf_counter() - start) * 1000
+    return BatchResult(batch, outputs, handled, skipped, elapsed, failure)
+
+
+async def maybe_await(value: Awaitable[None] | None) -> None:
+    """Await ``value`` when a hook returned an awaitable."""
+    if inspect.isawaitable(value):
+        await value
+
+
+class InProcessExecutor(Executor):
+    """Runs every task in this process (see the module docstring).
+
+    Args:
+        max_threads: size of the pool for ``threaded`` tasks.
+        yield_every: inline batches run before the loop yields to other work.
+    """
+
+    def __init__(self, max_threads: int = 8, yield_every: int = 64) -> None:
+        self.max_threads = max_threads
+        self.yield_every = yield_every
+        self._ready: deque[TaskBatch] = deque()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._stopped = False
+        self._pool: ThreadPoolExecutor | None = None
+        self._async_jobs: set[asyncio.Future[Any]] = set()
+        self._tasks: tuple[Task, ...] = ()
+        self._kinds: list[int] = []
+        self._filters: list[bool] = []
+        self._sems: list[asyncio.Semaphore] = []
+        self._on_result: OnResult = lambda r: None
+        self._started: list[Task] = []
+
+    async def start(self, graph: Graph, on_result: OnResult) -> None:
+        self._tasks = graph.tasks
+        self._on_result = on_result
+        self._kinds = []
+        for t in graph.tasks:
+            if t.is_async():
+                self._kinds.append(ASYNC)
+            elif t.threaded:
+                self._kinds.append(THREAD)
+            else:
+                self._kinds.append(INLINE)
+        self._filters = [t.has_filter() for t in graph.tasks]
+        self._sems = [asyncio.Semaphore(max(1, t.concurrency)) for t in graph.tasks]
+        if THREAD in self._kinds:
+            self._pool = ThreadPoolExecutor(self.max_threads, thread_name_prefix="pytempest-task")
+        for t in graph.tasks:
+            await maybe_await(t.setup())
+            self._started.append(t)
+
+    def submit(self, batch: TaskBatch) -> None:
+        kind = self._kinds[batch.task]
+        if kind == INLINE:
+            self._ready.append(batch)
+            if not self._wake.is_set():
+                self._wake.set()
+            return
+        loop = asyncio.get_running_loop()
+        job: asyncio.Future[Any]
+        if kind == THREAD:
+            assert self._pool is not None
+            job = loop.run_in_executor(self._pool, self._run_threaded, batch)
+            job.add_done_callback(self._threaded_done)
+        else:
+            job = loop.create_task(self._run_async(batch))
+        self._async_jobs.add(job)
+        job.add_done_callback(self._async_jobs.discard)
+
+    def _run_threaded(self, batch: TaskBatch) -> BatchResult | None:
+        if not batch.state.alive:
+            return None
+        t = batch.task
+        return run_sync_batch(self._tasks[t], self._filters[t], batch)
+
+    def _threaded_done(self, job: asyncio.Future[Any]) -> None:
+        if job.cancelled():
+            return
+        exc = job.exception()
+        if exc is not None:
+            log.error("threaded task batch crashed outside handle(): %r", exc)
+            return
+        result = job.result()
+        if result is not None:
+            self._on_result(result)
+
+    async def _run_async(self, batch: TaskBatch) -> None:
+        if not batch.state.alive:
+            return
+        task = self._tasks[batch.task]
+        keep = task.filter if self._filters[batch.task] else None
+        sem = self._sems[batch.task]
+        handle: Callable[[bytes], Awaitable[Any]] = task.handle  # type: ignore[assignment]
+
+        async def one(body: bytes) -> tuple[int, Any]:
+            if keep is not None and not keep(body):
+                return 0, None
+            async with sem:
+                return 1, await handle(body)
+
+        start = time.perf_counter()
+        outputs: list[Any] = []
+        handled = skipped = 0
+        failure = None
+        try:
+            if len(batch.bodies) == 1:
+                results = [await one(batch.bodies[0])]
+            else:
+                results = await asyncio.gather(*(one(b) for b in batch.bodies))
+            for called, result in results:
+                handled += called
+                skipped += 1 - called
+                collect(task, result, outputs)
+            if outputs and set(map(type, outputs)) != {bytes}:
+                outputs = normalize_outputs(task, outputs)
+        except Exception as exc:
+            failure = failure_of(exc)
+            outputs = []
+        elapsed = (time.perf_counter() - start) * 1000
+        if not self._stopping:
+            self._on_result(BatchResult(batch, outputs, handled, skipped, elapsed, failure))
+
+    async def run(self) -> None:
+        ready = self._ready
+        run_batch = run_sync_batch
+        tasks = self._tasks
+        filters = self._filters
+        while not self._stopping:
+            if not ready:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            for _ in range(self.yield_every):
+                if not ready or self._stopping:
+                    break
+                batch = ready.popleft()
+                if not batch.state.alive:
+                    continue
+                t = batch.task
+                self._on_result(run_batch(tasks[t], filters[t], batch))
+            await asyncio.sleep(0)
+
+    def cancel(self, state: MessageState) -> None:
+        # Queued batches of a dead attempt are skipped when popped (state.alive).
+        return None
+
+    def queue_depths(self) -> dict[int, int]:
+        depths: dict[int, int] = {}
+        for batch in self._ready:
+            depths[batch.task] = depths.get(batch.task, 0) + len(batch.bodies)
+        return depths
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self._stopping = True
+        self._wake.set()
+        self._ready.clear()
+        for job in list(self._async_jobs):
+            job.cancel()
+        if self._async_jobs:
+            await asyncio.gather(*self._async_jobs, return_exceptions=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        for t in reversed(self._started):
+            try:
+                await maybe_await(t.teardown())
+            except Exception:
+                log.exception("teardown of task %r failed", t.name)
+        self._started.clear()

@@ -9,6 +9,7 @@ from typing import Any
 
 from pytempest.deadletters.base import DeadLetter
 from pytempest.errors import ConfigError
+from pytempest.metrics.target import MetricTarget
 from pytempest.model.pipeline import Graph, Pipeline
 from pytempest.model.policy import FailurePolicy
 from pytempest.sources.base import Source
@@ -60,7 +61,7 @@ class Topology:
         max_pending: int = DEFAULT_MAX_PENDING,
         graceful_shutdown_ms: int = DEFAULT_GRACEFUL_SHUTDOWN_MS,
         dead_letter: DeadLetter | None = None,
-        metric_targets: Sequence[Any] = (),
+        metric_targets: Sequence[MetricTarget] = (),
         metric_flush_interval_ms: int = DEFAULT_FLUSH_INTERVAL_MS,
     ) -> None:
         if not isinstance(name, str) or not TOPOLOGY_NAME.match(name):
@@ -88,6 +89,9 @@ class Topology:
         self.max_pending = _positive("max_pending", max_pending)
         self.graceful_shutdown_ms = _positive("graceful_shutdown_ms", graceful_shutdown_ms, True)
         self.dead_letter = dead_letter
+        for target in metric_targets:
+            if not isinstance(target, MetricTarget):
+                raise ConfigError(f"topology {name!r}: metric targets must be MetricTarget; got {target!r}")
         self.metric_targets = list(metric_targets)
         self.metric_flush_interval_ms = _positive("metric_flush_interval_ms", metric_flush_interval_ms)
 

@@ -32,6 +32,7 @@ from pytempest.engine.events import EngineObserver, LogObserver, MetricsObserver
 from pytempest.engine.executor import BatchResult, Executor, TaskBatch, TaskFailure
 from pytempest.engine.timers import DeadlineWheel
 from pytempest.errors import PytempestError, SourceConnectionError
+from pytempest.metrics.flusher import MetricsFlusher
 from pytempest.metrics.registry import Registry, ScopedMetrics
 from pytempest.model.message import SourceMsg, now_ms
 from pytempest.model.policy import Backoff
@@ -129,6 +130,11 @@ class Engine:
                 task=t.name,
             )
         self.source.metrics = ScopedMetrics(registry_, "source.", topology=topology.name)
+        self.flusher: MetricsFlusher | None = None
+        if topology.metric_targets:
+            self.flusher = MetricsFlusher(
+                registry_, topology.metric_targets, topology.metric_flush_interval_ms
+            )
 
     # -- control ------------------------------------------------------------------------
     def request_stop(self, reason: StopReason = "requested") -> None:
@@ -225,6 +231,9 @@ class Engine:
         ]
         if self.source.monitor_interval_ms > 0:
             loops.append(("monitor", self._monitor_loop()))
+        if self.flusher is not None:
+            await self.flusher.open()
+            loops.append(("metrics", self.flusher.run()))
         try:
             async with asyncio.TaskGroup() as group:
                 for name, coro in loops:
@@ -274,6 +283,8 @@ class Engine:
         for task in self._cancel_on_close:
             task.cancel()
         self.acker.close()
+        if self.flusher is not None:
+            self.flusher.stop()
         await self.executor.stop()
 
     async def _abandon(self) -> None:

@@ -1,0 +1,1 @@
+"""What every Redis-backed part shares: connections, URL masking, error parsing, keys."""

@@ -83,15 +83,24 @@ class FileSource(Source):
             self._file = self.path.open("rb")
         except OSError as exc:
             raise SourceError(f"file source cannot open {self.path}: {exc.strerror}") from None
-        offset = self._read_checkpoint()
+        try:
+            offset = self._read_checkpoint()
+            self._check_offset(offset)
+        except SourceError:
+            self._file.close()
+            self._file = None
+            raise
+        self._file.seek(offset)
+        self._pos = self.committed = offset
+
+    def _check_offset(self, offset: int) -> None:
+        assert self._file is not None
         size = os.fstat(self._file.fileno()).st_size
         if offset > size:
             raise SourceError(
                 f"checkpoint {self.checkpoint_path} says offset {offset} but {self.path} has only "
                 f"{size} bytes (was the file replaced?); delete the checkpoint to start over"
             )
-        self._file.seek(offset)
-        self._pos = self.committed = offset
 
     async def poll(self, max_count: int) -> list[SourceMsg]:
         n = min(max_count, self.read_count)

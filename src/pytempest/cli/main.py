@@ -2,13 +2,15 @@
 
 Exit codes: 0 success; 1 the run failed (a background loop died, or ``test`` saw failed
 messages); 2 bad usage, bad target or bad configuration; 3 the source could not be
-reached.
+reached; 130 a second SIGTERM/SIGINT stopped the run at once (in-flight messages stay
+unacked at the source).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 
 import click
@@ -20,6 +22,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_SOURCE = 3
+EXIT_ABORTED = 130
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -47,7 +50,7 @@ def run(target: str, until_idle: bool, duration_ms: int | None, quiet: bool) -> 
         raise click.ClickException(str(exc)) from None
     engine = Engine(topology)
     try:
-        asyncio.run(run_engine(engine, until_idle=until_idle, duration_ms=duration_ms))
+        reason = asyncio.run(run_engine(engine, until_idle=until_idle, duration_ms=duration_ms))
     except SourceError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(EXIT_SOURCE)
@@ -56,6 +59,16 @@ def run(target: str, until_idle: bool, duration_ms: int | None, quiet: bool) -> 
         sys.exit(EXIT_FAILED)
     if not quiet:
         click.echo(format_summary(topology.name, engine.snapshot(), list(topology.graph.names)))
+    if reason == "aborted":
+        exit_now(EXIT_ABORTED)
+
+
+def exit_now(code: int) -> None:
+    """Exit without waiting for task threads still blocked in ``handle`` (second signal)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 def main() -> None:

@@ -146,6 +146,12 @@ class Engine:
             self.abort()
             return
         self.stop_reason = reason
+        if reason == "requested":
+            log.info(
+                "topology %s: stopping: no new messages; waiting up to %d ms for %d in flight "
+                "(stop again to stop at once)",
+                self.topology.name, self.topology.graceful_shutdown_ms, len(self.inflight),
+            )  # fmt: skip
         self._stop.set()
         self._room.set()
         self._poll_wake.set()
@@ -153,7 +159,7 @@ class Engine:
     def abort(self) -> None:
         """Stop at once; in-flight messages stay unacked at the source."""
         self._aborted = True
-        self.stop_reason = self.stop_reason or "aborted"
+        self.stop_reason = "aborted"
         self._stop.set()
         self._drained.set()
         self._room.set()

@@ -84,8 +84,18 @@ def collect(task: Task, result: object, outputs: list[Any]) -> None:
         outputs.extend(result)
 
 
+Outcome = tuple[list[bytes], int, int, float, TaskFailure | None]
+"""What running a task over some bodies gave: outputs, handled, skipped, elapsed ms, failure."""
+
+
 def run_sync_batch(task: Task, has_filter: bool, batch: TaskBatch) -> BatchResult:
     """Run ``task`` over every body of ``batch`` in the calling thread."""
+    return BatchResult(batch, *run_sync_bodies(task, has_filter, batch.bodies))
+
+
+def run_sync_bodies(task: Task, has_filter: bool, bodies: list[bytes]) -> Outcome:
+    """Run a sync ``task`` over ``bodies`` in the calling thread (shared with the workers
+    of the distributed runtime)."""
     handle = task.handle
     keep = task.filter if has_filter else None
     outputs: list[Any] = []
@@ -93,7 +103,7 @@ def run_sync_batch(task: Task, has_filter: bool, batch: TaskBatch) -> BatchResul
     failure = None
     start = time.perf_counter()
     try:
-        for body in batch.bodies:
+        for body in bodies:
             if keep is not None and not keep(body):
                 skipped += 1
                 continue
@@ -111,7 +121,43 @@ def run_sync_batch(task: Task, has_filter: bool, batch: TaskBatch) -> BatchResul
         failure = failure_of(exc)
         outputs = []
     elapsed = (time.perf_counter() - start) * 1000
-    return BatchResult(batch, outputs, handled, skipped, elapsed, failure)
+    return outputs, handled, skipped, elapsed, failure
+
+
+async def run_async_bodies(
+    task: Task, has_filter: bool, sem: asyncio.Semaphore, bodies: list[bytes]
+) -> Outcome:
+    """Run an ``async`` task over ``bodies`` concurrently, at most ``sem`` calls at once
+    (shared with the workers of the distributed runtime)."""
+    keep = task.filter if has_filter else None
+    handle: Callable[[bytes], Awaitable[Any]] = task.handle  # type: ignore[assignment]
+
+    async def one(body: bytes) -> tuple[int, Any]:
+        if keep is not None and not keep(body):
+            return 0, None
+        async with sem:
+            return 1, await handle(body)
+
+    start = time.perf_counter()
+    outputs: list[Any] = []
+    handled = skipped = 0
+    failure = None
+    try:
+        if len(bodies) == 1:
+            results = [await one(bodies[0])]
+        else:
+            results = await asyncio.gather(*(one(b) for b in bodies))
+        for called, result in results:
+            handled += called
+            skipped += 1 - called
+            collect(task, result, outputs)
+        if outputs and set(map(type, outputs)) != {bytes}:
+            outputs = normalize_outputs(task, outputs)
+    except Exception as exc:
+        failure = failure_of(exc)
+        outputs = []
+    elapsed = (time.perf_counter() - start) * 1000
+    return outputs, handled, skipped, elapsed, failure
 
 
 async def maybe_await(value: Awaitable[None] | None) -> None:
@@ -201,38 +247,10 @@ class InProcessExecutor(Executor):
     async def _run_async(self, batch: TaskBatch) -> None:
         if not batch.state.alive:
             return
-        task = self._tasks[batch.task]
-        keep = task.filter if self._filters[batch.task] else None
-        sem = self._sems[batch.task]
-        handle: Callable[[bytes], Awaitable[Any]] = task.handle  # type: ignore[assignment]
-
-        async def one(body: bytes) -> tuple[int, Any]:
-            if keep is not None and not keep(body):
-                return 0, None
-            async with sem:
-                return 1, await handle(body)
-
-        start = time.perf_counter()
-        outputs: list[Any] = []
-        handled = skipped = 0
-        failure = None
-        try:
-            if len(batch.bodies) == 1:
-                results = [await one(batch.bodies[0])]
-            else:
-                results = await asyncio.gather(*(one(b) for b in batch.bodies))
-            for called, result in results:
-                handled += called
-                skipped += 1 - called
-                collect(task, result, outputs)
-            if outputs and set(map(type, outputs)) != {bytes}:
-                outputs = normalize_outputs(task, outputs)
-        except Exception as exc:
-            failure = failure_of(exc)
-            outputs = []
-        elapsed = (time.perf_counter() - start) * 1000
+        t = batch.task
+        outcome = await run_async_bodies(self._tasks[t], self._filters[t], self._sems[t], batch.bodies)
         if not self._stopping:
-            self._on_result(BatchResult(batch, outputs, handled, skipped, elapsed, failure))
+            self._on_result(BatchResult(batch, *outcome))
 
     async def run(self) -> None:
         ready = self._ready

@@ -9,7 +9,8 @@ Every error the framework raises on purpose derives from :class:`PytempestError`
     ├── TaskError            raised by a task's handler to fail its source message
     ├── SourceError          a source failed to set up, poll or ack
     │   └── SourceConnectionError   the source's server cannot be reached
-    └── DeadLetterError      a dead letter refused a record
+    ├── DeadLetterError      a dead letter refused a record
+    └── WireError            a distributed-runtime message is malformed or of another version
 
 Builtins such as ``ConnectionError`` and ``TimeoutError`` are never shadowed.
 """
@@ -51,3 +52,8 @@ class SourceConnectionError(SourceError):
 
 class DeadLetterError(PytempestError):
     """A dead letter could not accept a record."""
+
+
+class WireError(PytempestError):
+    """A message of the distributed runtime could not be decoded (malformed, or written by
+    an incompatible pytempest version); the message names the stream and the version."""

@@ -12,6 +12,7 @@ they live in the same slot as the key they serve.
 | ``{pt:<topology>}:hb:topology:<instance>`` | hash + TTL | heartbeat of a topology instance |
 | ``{pt:<topology>}:hb:worker:<worker>`` | hash + TTL | heartbeat of a worker process |
 | ``{pt:<topology>}:status`` | hash | latest status snapshot per instance (dashboard) |
+| ``{pt:<topology>}:members`` | zset | ``topology:<instance>`` / ``worker:<worker>`` by last heartbeat (ms) |
 | ``pt:topologies`` | set | names of topologies that ever sent a heartbeat |
 | ``{<list key>}:processing:<consumer>`` | list | entries a list-source consumer holds |
 | ``{<list key>}:deliveries`` | hash | delivery count per entry of a list source |
@@ -59,6 +60,12 @@ def heartbeat_pattern(topology: str) -> str:
 def status(topology: str) -> str:
     """The hash of the latest status snapshot per instance."""
     return f"{tag(topology)}:status"
+
+
+def members(topology: str) -> str:
+    """The sorted set of every instance and worker of ``topology`` by last heartbeat (ms);
+    a member whose heartbeat hash expired is stale (it died without saying goodbye)."""
+    return f"{tag(topology)}:members"
 
 
 def _source_tag(key: str) -> str:

@@ -15,7 +15,7 @@ import os
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, ClassVar
+from typing import IO, Any, ClassVar
 
 from pytempest.errors import SourceError
 from pytempest.model.message import SourceMsg, now_ms
@@ -35,6 +35,7 @@ class FileSource(Source):
         follow: keep waiting for lines appended to the file (like ``tail -f``); when
             False a final line without a newline is read as a message.
         skip_empty: skip empty lines (they are committed as if acked).
+        max_backoff_ms: the longest wait between polls when the file has no new line.
     """
 
     kind: ClassVar[str] = "file"
@@ -50,6 +51,15 @@ class FileSource(Source):
         skip_empty: bool = True,
         max_backoff_ms: int = 500,
     ) -> None:
+        self._options: dict[str, Any] = {
+            "path": path,
+            "checkpoint_path": checkpoint_path,
+            "read_count": read_count,
+            "ack_policy": ack_policy,
+            "follow": follow,
+            "skip_empty": skip_empty,
+            "max_backoff_ms": max_backoff_ms,
+        }
         self.path = Path(path)
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else Path(f"{path}.offset")
         self.read_count = read_count
@@ -64,6 +74,11 @@ class FileSource(Source):
         self._order: deque[int] = deque()
         self._acked: set[int] = set()
         self._again: deque[SourceMsg] = deque()
+
+    def options(self) -> dict[str, Any]:
+        """The constructor arguments this source was built with (``Topology.toml`` keys
+        override some of them and rebuild it: ``FileSource(**{**s.options(), **changes})``)."""
+        return dict(self._options)
 
     def _read_checkpoint(self) -> int:
         if not self.checkpoint_path.exists():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections import deque
 from collections.abc import Iterable, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pytempest.model.message import SourceMsg, now_ms
 from pytempest.model.policy import AckPolicy
@@ -32,6 +32,7 @@ class MemorySource(Source):
         read_count: at most this many messages per poll.
         ack_policy: how finished messages are acked (default individual).
         requeue: put released messages back in the queue.
+        max_backoff_ms: the longest wait between polls when the queue is empty.
     """
 
     kind: ClassVar[str] = "memory"
@@ -45,6 +46,14 @@ class MemorySource(Source):
         requeue: bool = True,
         max_backoff_ms: int = 100,
     ) -> None:
+        bodies = list(bodies)
+        self._options: dict[str, Any] = {
+            "bodies": bodies,
+            "read_count": read_count,
+            "ack_policy": ack_policy,
+            "requeue": requeue,
+            "max_backoff_ms": max_backoff_ms,
+        }
         self._queue: deque[SourceMsg] = deque()
         self._next_id = 0
         self.read_count = read_count
@@ -55,6 +64,11 @@ class MemorySource(Source):
         self.released: list[SourceMsg] = []
         self.ack_calls = 0
         self.push(*bodies)
+
+    def options(self) -> dict[str, Any]:
+        """The constructor arguments this source was built with (``Topology.toml`` keys
+        override some of them and rebuild it: ``MemorySource(**{**s.options(), **changes})``)."""
+        return dict(self._options)
 
     def push(self, *bodies: bytes | str) -> list[str]:
         """Add messages at the back of the queue; return their ids."""

@@ -28,7 +28,7 @@ from typing import Any, Literal
 from pytempest.deadletters.base import DeadLetterRecord, truncate_error
 from pytempest.engine.acker import Acker
 from pytempest.engine.completion import DONE, IGNORED, CompletionTracker, MessageState
-from pytempest.engine.events import EngineObserver, LogObserver, MetricsObserver
+from pytempest.engine.events import EngineObserver, LogObserver, MetricsObserver, NoMetrics
 from pytempest.engine.executor import BatchResult, Executor, TaskBatch, TaskFailure
 from pytempest.engine.timers import DeadlineWheel
 from pytempest.errors import PytempestError, SourceConnectionError
@@ -67,6 +67,8 @@ class Engine:
         clock: epoch milliseconds; timeouts and retry delays use it.
         wait_for_source: keep retrying a source whose ``setup`` cannot connect
             (``SourceConnectionError``) instead of failing at once.
+        metrics: count the engine's own metrics (default). False leaves them out (to
+            measure their cost); task and source metrics and targets still work.
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class Engine:
         observers: Sequence[EngineObserver] = (),
         clock: Callable[[], int] = now_ms,
         wait_for_source: bool = True,
+        metrics: bool = True,
     ) -> None:
         if executor is None:
             from pytempest.runtimes.inprocess import InProcessExecutor
@@ -90,12 +93,24 @@ class Engine:
         self.clock = clock
         self.wait_for_source = wait_for_source
         self.policy = topology.failure_policy
-        self.metrics = MetricsObserver(self.registry, topology.name, self.graph)
+        self.metrics: MetricsObserver = (
+            MetricsObserver(self.registry, topology.name, self.graph)
+            if metrics
+            else NoMetrics(topology.name, self.graph)
+        )
+        from pytempest.tracing import auto_observer
+
+        tracer = auto_observer(topology)
+        if tracer is not None:
+            observers = (*observers, tracer)
         self.observers: list[EngineObserver] = [
-            self.metrics,
+            *([self.metrics] if metrics else []),
             LogObserver(topology.name),
             *observers,
         ]
+        # task_done runs once per batch: call the metrics observer directly and only the
+        # other observers that implement it.
+        self._task_observers = [ob for ob in observers if type(ob).task_done is not EngineObserver.task_done]
         self.tracker = CompletionTracker(self.graph, self._dispatch)
         self.wheel = DeadlineWheel()
         self.inflight: dict[str, MessageState] = {}
@@ -251,6 +266,10 @@ class Engine:
             if errors:
                 raise errors[0] from None
             raise
+        finally:
+            if self.flusher is not None:
+                # The last flush, once every other loop stopped: the counts are final.
+                await self.flusher.close()
 
     async def _guard(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
         try:
@@ -324,12 +343,16 @@ class Engine:
                 msgs = await source.poll(room)
             except Exception as exc:
                 self._emit("polled", False, exc)
-                await self._pause(backoff.miss())
+                wait = backoff.miss()
+                self._backoff_gauge.set(wait)
+                await self._pause(wait)
                 continue
             self._emit("polled", True, None)
             if msgs:
                 self._last_poll_empty = False
                 backoff.reset()
+                if self._backoff_gauge.value:
+                    self._backoff_gauge.set(0)
                 self._admit(msgs)
                 if source.poll_interval_ms:
                     await self._pause(source.poll_interval_ms)
@@ -383,7 +406,8 @@ class Engine:
         batch = result.batch
         state = batch.state
         stale = not state.alive
-        for ob in self.observers:
+        self.metrics.task_done(result, stale)
+        for ob in self._task_observers:
             try:
                 ob.task_done(result, stale)
             except Exception:

@@ -83,6 +83,10 @@ class Task:
         return None
 
     # -- introspection used by the runtimes ---------------------------------------------
+    def handler(self) -> Callable[[bytes], Any]:
+        """The callable the runtimes call per body (``handle``, or a task function itself)."""
+        return self.handle
+
     def has_filter(self) -> bool:
         """True when this task overrides ``filter``."""
         return _overrides(self, "filter")
@@ -125,6 +129,9 @@ class FunctionTask(Task):
 
     def handle(self, body: bytes) -> Any:
         return self.func(body)
+
+    def handler(self) -> Callable[[bytes], Any]:
+        return self.func
 
     def filter(self, body: bytes) -> bool:
         return True if self._filter is None else self._filter(body)

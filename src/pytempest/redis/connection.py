@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import redis
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
@@ -70,6 +71,22 @@ def connect(
         socket_keepalive=True,
         health_check_interval=30,
         decode_responses=decode_responses,
+        **options,
+    )
+
+
+def connect_sync(
+    url: str, *, socket_timeout_s: float | None = DEFAULT_SOCKET_TIMEOUT_S, **options: Any
+) -> redis.Redis:
+    """A blocking Redis client for ``url`` with the same options as :func:`connect`, for
+    code that runs in its own thread (a worker's heartbeat, which must keep beating while
+    a task's ``handle`` holds the event loop)."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=socket_timeout_s,
+        socket_connect_timeout=DEFAULT_CONNECT_TIMEOUT_S,
+        socket_keepalive=True,
+        health_check_interval=30,
         **options,
     )
 

@@ -12,8 +12,6 @@ from pytempest import AckPolicy, FailurePolicy, Pipeline, TestRun, Topology, tas
 from pytempest.errors import SourceError
 from pytempest.sources import FileSource
 
-from .helpers import Emit
-
 
 def test_reads_every_line_and_checkpoints_the_end(tmp_path: Path) -> None:
     path = tmp_path / "in.txt"
@@ -87,20 +85,3 @@ def test_follow_waits_for_a_partial_line(tmp_path: Path) -> None:
         return [first, second]
 
     assert asyncio.run(scenario()) == [[b"a"], [b"bc"]]
-
-
-def test_wordcount_example_runs(tmp_path: Path) -> None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "wordcount_example", Path(__file__).parents[2] / "examples" / "wordcount.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    metrics = TestRun(module.topology()).run()
-    lines = [ln for ln in module.TEXT.read_text().splitlines() if ln.strip()]
-    assert metrics["wordcount.source.msg.acked.success"] == len(lines)
-    assert metrics["wordcount.count.task.msg.handle"] == sum(module.COUNTS.values())
-    assert module.top_words(1)[0][1] >= 5
-    assert isinstance(Emit("x", 0), object)

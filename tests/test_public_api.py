@@ -13,7 +13,7 @@ def test_top_level_names() -> None:
         [
             "AckPolicy", "ConfigError", "DeadLetterError", "Engine", "FailurePolicy", "Pipeline",
             "PipelineError", "PytempestError", "SourceConnectionError", "SourceError", "SourceMsg",
-            "TargetError", "Task", "TaskError", "TestRun", "Topology", "__version__", "task",
+            "TargetError", "Task", "TaskError", "TaskSetupError", "TestRun", "Topology", "__version__", "task",
         ]
     )  # fmt: skip
     for name in pytempest.__all__:

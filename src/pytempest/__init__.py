@@ -17,6 +17,7 @@ from pytempest.errors import (
     SourceError,
     TargetError,
     TaskError,
+    TaskSetupError,
 )
 from pytempest.model.message import SourceMsg
 from pytempest.model.pipeline import Pipeline
@@ -42,6 +43,7 @@ __all__ = [
     "TargetError",
     "Task",
     "TaskError",
+    "TaskSetupError",
     "TestRun",
     "Topology",
     "__version__",

@@ -7,6 +7,7 @@ Every error the framework raises on purpose derives from :class:`PytempestError`
     ├── ConfigError          a setting, a Topology.toml key or a CLI option is wrong
     ├── TargetError          ``module:attribute`` does not name a topology
     ├── TaskError            raised by a task's handler to fail its source message
+    ├── TaskSetupError       a task's setup() hook failed; the topology does not start
     ├── SourceError          a source failed to set up, poll or ack
     │   └── SourceConnectionError   the source's server cannot be reached
     ├── DeadLetterError      a dead letter refused a record
@@ -40,6 +41,10 @@ class TaskError(PytempestError):
     Any other exception fails the message too; this one only says "expected failure"
     (its traceback is not logged, only its message).
     """
+
+
+class TaskSetupError(PytempestError):
+    """A task's ``setup()`` hook raised; the message names the task."""
 
 
 class SourceError(PytempestError):

@@ -249,3 +249,35 @@ def test_duplicate_delivery_while_in_flight_is_skipped() -> None:
     assert metrics["dup.topology.source.msg.duplicate"] == 2
     assert slow.calls == 2
     assert metrics["dup.source.msg.acked.success"] == 2
+
+
+def test_a_failing_setup_names_the_task_and_tears_down_the_others() -> None:
+    from pytempest.errors import TaskSetupError
+
+    events: list[str] = []
+
+    class Good(Task):
+        name = "good"
+
+        def setup(self) -> None:
+            events.append("good setup")
+
+        def teardown(self) -> None:
+            events.append("good teardown")
+
+        def handle(self, body: bytes) -> None: ...
+
+    class Bad(Task):
+        name = "bad"
+
+        def setup(self) -> None:
+            raise OSError("model file missing")
+
+        def handle(self, body: bytes) -> None: ...
+
+    topology = Topology(
+        "setupfail", Pipeline().task(Good()).task(Bad()).edge("good", "bad"), MemorySource([b"1"])
+    )
+    with pytest.raises(TaskSetupError, match="setup\\(\\) of task 'bad' failed: OSError: model file missing"):
+        TestRun(topology).run()
+    assert events == ["good setup", "good teardown"]

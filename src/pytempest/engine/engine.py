@@ -198,8 +198,8 @@ class Engine:
         try:
             if dead_letter is not None:
                 await dead_letter.setup()
-            await self.executor.start(self.graph, self._on_result)
             try:
+                await self.executor.start(self.graph, self._on_result)
                 await self._run_loops(duration_ms)
             finally:
                 await self.executor.stop()
@@ -242,6 +242,8 @@ class Engine:
             await self.topology.dead_letter.close()
 
     async def _run_loops(self, duration_ms: int | None) -> None:
+        if self.flusher is not None:
+            await self.flusher.open()  # before any loop coroutine exists: a failure leaks none
         loops: list[tuple[str, Coroutine[Any, Any, None]]] = [
             ("poller", self._poll_loop()),
             ("executor", self.executor.run()),
@@ -253,7 +255,6 @@ class Engine:
         if self.source.monitor_interval_ms > 0:
             loops.append(("monitor", self._monitor_loop()))
         if self.flusher is not None:
-            await self.flusher.open()
             loops.append(("metrics", self.flusher.run()))
         try:
             async with asyncio.TaskGroup() as group:

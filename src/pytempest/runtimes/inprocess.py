@@ -25,7 +25,7 @@ from typing import Any
 
 from pytempest.engine.completion import MessageState
 from pytempest.engine.executor import BatchResult, Executor, OnResult, TaskBatch, TaskFailure
-from pytempest.errors import TaskError
+from pytempest.errors import TaskError, TaskSetupError
 from pytempest.model.pipeline import Graph
 from pytempest.model.task import Task
 
@@ -275,7 +275,12 @@ class InProcessExecutor(Executor):
         if THREAD in self._kinds:
             self._pool = ThreadPoolExecutor(self.max_threads, thread_name_prefix="pytempest-task")
         for t in graph.tasks:
-            await maybe_await(t.setup())
+            try:
+                await maybe_await(t.setup())
+            except Exception as exc:
+                raise TaskSetupError(
+                    f"setup() of task {t.name!r} failed: {type(exc).__name__}: {exc}"
+                ) from exc
             self._started.append(t)
 
     def submit(self, batch: TaskBatch) -> None:

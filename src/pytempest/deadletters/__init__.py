@@ -3,5 +3,13 @@
 from pytempest.deadletters.base import DeadLetter, DeadLetterRecord
 from pytempest.deadletters.file import FileDeadLetter
 from pytempest.deadletters.memory import MemoryDeadLetter
+from pytempest.deadletters.redis import RedisListDeadLetter, RedisStreamDeadLetter
 
-__all__ = ["DeadLetter", "DeadLetterRecord", "FileDeadLetter", "MemoryDeadLetter"]
+__all__ = [
+    "DeadLetter",
+    "DeadLetterRecord",
+    "FileDeadLetter",
+    "MemoryDeadLetter",
+    "RedisListDeadLetter",
+    "RedisStreamDeadLetter",
+]

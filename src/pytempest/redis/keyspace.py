@@ -18,6 +18,8 @@ they live in the same slot as the key they serve.
 | ``{<list key>}:deliveries`` | hash | delivery count per entry of a list source |
 | ``{<list key>}:consumers`` | zset | list-source consumers by last-seen time (ms) |
 | ``{<zset key>}:inflight`` | zset | sorted-set source members by lease expiry (ms) |
+| ``{<zset key>}:deliveries`` | hash | delivery count per member of a sorted-set source |
+| ``{<zset key>}:scores`` | hash | original score of each leased member (put back with it) |
 """
 
 from __future__ import annotations
@@ -93,3 +95,13 @@ def list_consumers(key: str) -> str:
 def zset_inflight(key: str) -> str:
     """The sorted set of leased members of a sorted-set source."""
     return f"{_source_tag(key)}:inflight"
+
+
+def zset_deliveries(key: str) -> str:
+    """The hash of delivery counts of a sorted-set source."""
+    return f"{_source_tag(key)}:deliveries"
+
+
+def zset_scores(key: str) -> str:
+    """The hash of original scores of a sorted-set source's leased members."""
+    return f"{_source_tag(key)}:scores"

@@ -5,8 +5,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+from pytempest.config import Configured, configure
 from pytempest.errors import PytempestError, TargetError
 from pytempest.topology import Topology
 
@@ -84,3 +87,11 @@ def _import(module_part: str, target: str) -> object:
         raise TargetError(
             f"target {target!r}: importing {module_part} raised {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def load_configured(
+    target: str, config_path: str | None = None, flags: Mapping[str, Any] | None = None
+) -> Configured:
+    """Load ``target`` and apply the configuration: the code < ``config_path`` (or
+    ``$PYTEMPEST_CONFIG``) < ``PYTEMPEST_*`` variables < ``flags`` (setting key -> value)."""
+    return configure(load_topology(target), config_path, flags=flags)

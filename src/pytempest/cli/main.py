@@ -1,74 +1,99 @@
-"""``pytempest``: the command line entry point.
+"""``pytempest``: the command line entry point, thin over library functions.
 
-Exit codes: 0 success; 1 the run failed (a background loop died, or ``test`` saw failed
-messages); 2 bad usage, bad target or bad configuration; 3 the source could not be
-reached; 130 a second SIGTERM/SIGINT stopped the run at once (in-flight messages stay
-unacked at the source).
+Commands: ``run``, ``test``, ``validate``, ``graph``, ``new``; ``topology``, ``task`` and
+``status`` (the distributed runtime); ``deadletter`` (when installed). See docs/cli.md.
+
+Exit codes:
+
+* 0: success;
+* 1: the run failed (a background loop died), or ``test`` saw a failed message or did
+  not finish in time;
+* 2: bad usage, a bad target, a bad configuration (file, environment or flag), or a part
+  the command needs is missing (Graphviz for ``graph --format svg``, the distributed
+  runtime for ``run --processes``); nothing was started or connected;
+* 3: the source could not be reached;
+* 130: a second SIGTERM/SIGINT stopped the run at once (in-flight messages stay unacked
+  at the source).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
+import importlib
+import importlib.util
 import os
-import sys
 
 import click
 
-from pytempest.engine.engine import Engine, EngineError
-from pytempest.errors import ConfigError, PipelineError, SourceError, TargetError
+from pytempest.cli.new import new
+from pytempest.cli.options import (
+    EXIT_ABORTED,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_SOURCE,
+    EXIT_USAGE,
+    exit_codes,
+    log_options,
+    setup_logging,
+)
+from pytempest.cli.run import exit_now, run, test
+from pytempest.cli.validate import graph, validate
+from pytempest.config.settings import BY_KEY
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_SOURCE = 3
-EXIT_ABORTED = 130
+__all__ = [
+    "EXIT_ABORTED",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_SOURCE",
+    "EXIT_USAGE",
+    "cli",
+    "exit_now",
+    "main",
+]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="pytempest")
-@click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING or ERROR.")
-def cli(log_level: str) -> None:
-    """Run every message from a source through a DAG of Python tasks."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+@log_options
+def cli(log_level: str | None, log_format: str | None) -> None:
+    """Run every message from a source through a DAG of Python tasks.
+
+    TARGET is package.module:attribute or path/to/file.py:attribute, naming a Topology or
+    a function returning one. Settings come from the code, then Topology.toml (--config),
+    then PYTEMPEST_* environment variables, then flags (see docs/configuration.md).
+    """
+    # Flags given before the command apply to it as if they were environment variables
+    # (a flag after the command still wins).
+    for key, value in (("run.log_level", log_level), ("run.log_format", log_format)):
+        env = BY_KEY[key].env
+        if value is not None and env:
+            os.environ[env] = value
+    with exit_codes():
+        setup_logging(None, None)
 
 
-@cli.command()
-@click.argument("target")
-@click.option("--until-idle", is_flag=True, help="Stop once the source is empty and nothing is in flight.")
-@click.option("--duration-ms", type=int, default=None, help="Stop after this many milliseconds.")
-@click.option("--quiet", is_flag=True, help="Do not print the summary.")
-def run(target: str, until_idle: bool, duration_ms: int | None, quiet: bool) -> None:
-    """Run TARGET (module:attribute or path/to/file.py:attribute) in this process."""
-    from pytempest.cli.loader import load_topology
-    from pytempest.cli.runner import run_engine
-    from pytempest.cli.summary import format_summary
-
-    try:
-        topology = load_topology(target)
-    except (TargetError, PipelineError, ConfigError) as exc:
-        raise click.ClickException(str(exc)) from None
-    engine = Engine(topology)
-    try:
-        reason = asyncio.run(run_engine(engine, until_idle=until_idle, duration_ms=duration_ms))
-    except SourceError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(EXIT_SOURCE)
-    except EngineError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(EXIT_FAILED)
-    if not quiet:
-        click.echo(format_summary(topology.name, engine.snapshot(), list(topology.graph.names)))
-    if reason == "aborted":
-        exit_now(EXIT_ABORTED)
+for command in (run, test, validate, graph, new):
+    cli.add_command(command)
 
 
-def exit_now(code: int) -> None:
-    """Exit without waiting for task threads still blocked in ``handle`` (second signal)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    logging.shutdown()
-    os._exit(code)
+def _optional(module_name: str) -> object | None:
+    """The module if it is part of this installation (its own import errors propagate)."""
+    if importlib.util.find_spec(module_name) is None:
+        return None
+    return importlib.import_module(module_name)
+
+
+def _register_optional_commands() -> None:
+    distributed = _optional("pytempest.cli.distributed")
+    if distributed is None:
+        from pytempest.cli import placeholders as distributed
+    for name in ("topology", "task", "status"):
+        cli.add_command(getattr(distributed, name), name)
+    deadletter = _optional("pytempest.cli.deadletter")
+    if deadletter is not None:
+        cli.add_command(deadletter.deadletter, "deadletter")  # type: ignore[attr-defined]
+
+
+_register_optional_commands()
 
 
 def main() -> None:

@@ -53,6 +53,7 @@ class Acker:
         ids = self._ids
         if not ids:
             self._oldest = time.monotonic()
+            self._wake.set()  # the loop may sleep on an empty queue: start the interval
         ids.append(msg_id)
         if self.policy.kind == "individual" or len(ids) >= self.policy.size:
             self._wake.set()

@@ -108,16 +108,21 @@ class MetricsObserver(EngineObserver):
             self.poll_error.value += 1
 
     def task_done(self, result: BatchResult, stale: bool) -> None:
+        # Once per batch on the engine's loop: only the counters that change are touched.
         t = result.batch.task
-        done = result.handled + result.skipped
-        self.inflow[t].value += done
-        self.handle[t].value += result.handled
-        self.skipped[t].value += result.skipped
-        self.outflow[t].value += len(result.outputs)
+        handled = result.handled
+        done = handled + result.skipped
+        if done:
+            self.inflow[t].value += done
+            self.handle_time[t].observe(result.elapsed_ms / done, done)
+            if handled:
+                self.handle[t].value += handled
+            if handled != done:
+                self.skipped[t].value += done - handled
+        if result.outputs:
+            self.outflow[t].value += len(result.outputs)
         if result.failure is not None:
             self.errors[t].value += 1
-        if done:
-            self.handle_time[t].observe(result.elapsed_ms / done, done)
         if stale:
             self.stale_results.value += 1
 
@@ -158,10 +163,59 @@ class MetricsObserver(EngineObserver):
         self.duplicate_count.value += 1
 
 
+class NoMetrics(MetricsObserver):
+    """Counts nothing: what ``Engine(metrics=False)`` uses instead of :class:`MetricsObserver`.
+
+    Its counters live in a private registry (the engine may still touch one directly);
+    the engine leaves it out of its observers, so no event reaches it.
+    """
+
+    def __init__(self, topology: str, graph: Graph) -> None:
+        super().__init__(Registry(), topology, graph)
+
+    def read(self, msgs: Sequence[SourceMsg]) -> None:
+        return None
+
+    def polled(self, ok: bool, error: BaseException | None = None) -> None:
+        return None
+
+    def task_done(self, result: BatchResult, stale: bool) -> None:
+        return None
+
+    def completed(self, state: MessageState, now_ms: int) -> None:
+        return None
+
+    def failed(self, state: MessageState, reason: str, task: str | None, failure: TaskFailure | None) -> None:
+        return None
+
+    def retried(self, msg: SourceMsg, delay_ms: int) -> None:
+        return None
+
+    def dropped(self, state: MessageState, reason: str) -> None:
+        return None
+
+    def dead_lettered(self, records: Sequence[DeadLetterRecord], ok: bool) -> None:
+        return None
+
+    def released(self, msgs: Sequence[SourceMsg], reason: str) -> None:
+        return None
+
+    def acked(self, count: int, ok: bool) -> None:
+        return None
+
+    def duplicate(self, msg: SourceMsg) -> None:
+        return None
+
+
 class LogObserver(EngineObserver):
     """Logs failures and losses with the topology, source id, task and attempt.
 
-    Repeated poll errors are logged at most once per ``quiet_s`` seconds, with a count.
+    WARNING: an attempt failed or timed out; a message was dead-lettered. ERROR: a message
+    was given up without a dead letter, or the dead letter refused it. DEBUG (when the
+    ``pytempest.engine`` logger is at DEBUG): every message read, done and retried. Each
+    of those lines carries ``extra`` ``topology``, ``task``, ``source_id`` and
+    ``attempt`` (see :mod:`pytempest.logs`). Repeated poll errors are logged at most once
+    per ``quiet_s`` seconds, with a count.
     """
 
     def __init__(self, topology: str, quiet_s: float = 10.0) -> None:
@@ -169,6 +223,7 @@ class LogObserver(EngineObserver):
         self.quiet_s = quiet_s
         self._last_poll_log = 0.0
         self._poll_errors = 0
+        self._debug = log.isEnabledFor(logging.DEBUG)
 
     def _extra(self, msg: SourceMsg, task: str | None) -> dict[str, object]:
         return {
@@ -177,6 +232,31 @@ class LogObserver(EngineObserver):
             "task": task,
             "attempt": msg.deliveries,
         }
+
+    def read(self, msgs: Sequence[SourceMsg]) -> None:
+        # Checked once per poll so the per-message DEBUG lines cost nothing when off.
+        self._debug = log.isEnabledFor(logging.DEBUG)
+        if self._debug:
+            for msg in msgs:
+                log.debug(
+                    "topology %s: read message %s (attempt %d)",
+                    self.topology, msg.id, msg.deliveries, extra=self._extra(msg, None),
+                )  # fmt: skip
+
+    def completed(self, state: MessageState, now_ms: int) -> None:
+        if self._debug:
+            msg = state.msg
+            log.debug(
+                "topology %s: message %s done in %d ms (attempt %d)",
+                self.topology, msg.id, now_ms - msg.read_at, msg.deliveries, extra=self._extra(msg, None),
+            )  # fmt: skip
+
+    def retried(self, msg: SourceMsg, delay_ms: int) -> None:
+        if self._debug:
+            log.debug(
+                "topology %s: message %s will run again in %d ms (attempt %d failed)",
+                self.topology, msg.id, delay_ms, msg.deliveries, extra=self._extra(msg, None),
+            )  # fmt: skip
 
     def polled(self, ok: bool, error: BaseException | None = None) -> None:
         if ok:
@@ -220,11 +300,28 @@ class LogObserver(EngineObserver):
 
     def dead_lettered(self, records: Sequence[DeadLetterRecord], ok: bool) -> None:
         if not ok:
+            first = records[0] if records else None
             log.error(
                 "topology %s: dead letter refused %d record(s) (first: message %s); "
                 "they stay unacked at the source",
-                self.topology, len(records), records[0].source_id if records else "?",
+                self.topology, len(records), first.source_id if first else "?",
+                extra=self._record_extra(first) if first else None,
             )  # fmt: skip
+            return
+        for record in records:
+            log.warning(
+                "topology %s: message %s dead-lettered after %d attempt(s) (task %s, %s: %s)",
+                self.topology, record.source_id, record.attempts, record.task, record.reason,
+                record.error.splitlines()[0] if record.error else "", extra=self._record_extra(record),
+            )  # fmt: skip
+
+    def _record_extra(self, record: DeadLetterRecord) -> dict[str, object]:
+        return {
+            "topology": self.topology,
+            "source_id": record.source_id,
+            "task": record.task,
+            "attempt": record.attempts,
+        }
 
     def acked(self, count: int, ok: bool) -> None:
         if not ok:

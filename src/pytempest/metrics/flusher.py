@@ -1,25 +1,53 @@
-"""Flushes the registry to every target on an interval, off the event loop."""
+"""Flushes the registry to every target on an interval, off the event loop.
+
+Each target gets one dedicated worker thread: ``open``, every ``flush`` and ``close``
+run there, in order, never on the engine's event loop. A target whose backend hangs
+(a push gateway that accepts and never answers) holds only its own thread: the engine
+keeps handling messages, the other targets keep flushing, and a flush of that target
+is skipped while the previous one is still running.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
-import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pytempest.metrics.registry import Registry
 from pytempest.metrics.target import MetricTarget
 
 log = logging.getLogger("pytempest.metrics")
 
+CLOSE_TIMEOUT_MS = 5_000
+"""How long :meth:`MetricsFlusher.close` waits for the last flush and ``close`` of all targets."""
+
+
+class _Slot:
+    """One target, its thread and the flush running there (if any)."""
+
+    def __init__(self, target: MetricTarget, index: int) -> None:
+        self.target = target
+        self.pool = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix=f"pytempest-metrics-{target.kind}-{index}"
+        )
+        self.job: asyncio.Future[None] | None = None
+        self.opened = False
+        self.last_error = 0.0
+
+    @property
+    def busy(self) -> bool:
+        return self.job is not None and not self.job.done()
+
 
 class MetricsFlusher:
-    """Calls ``target.flush(registry)`` every ``interval_ms`` in a worker thread.
+    """Calls ``target.flush(registry)`` every ``interval_ms``, each target in its own thread.
 
-    A target whose flush raises is logged (at most once a minute per target) and kept;
-    a flush still running when the next is due is not started twice.
+    Function gauges are sampled on the event loop just before each flush (they read
+    engine state). A target whose flush raises is logged (at most once a minute per
+    target) and kept.
     """
 
     def __init__(self, registry: Registry, targets: Sequence[MetricTarget], interval_ms: int) -> None:
@@ -27,53 +55,84 @@ class MetricsFlusher:
         self.targets = list(targets)
         self.interval_ms = interval_ms
         self._stop = asyncio.Event()
-        self._busy: set[int] = set()
-        self._last_error: dict[int, float] = {}
+        self._slots = [_Slot(t, i) for i, t in enumerate(self.targets)]
+        self._closed = False
+
+    def _call(self, slot: _Slot, func: Callable[[], None]) -> asyncio.Future[None]:
+        return asyncio.get_running_loop().run_in_executor(slot.pool, func)
 
     async def open(self) -> None:
-        """Open every target (in worker threads)."""
-        for target in self.targets:
-            await asyncio.to_thread(target.open, self.registry)
+        """Open every target in its thread; if one fails, close those already open and raise."""
+        for slot in self._slots:
+            try:
+                await self._call(slot, lambda s=slot: s.target.open(self.registry))  # type: ignore[misc]
+            except BaseException:
+                await self.close(final_flush=False)
+                raise
+            slot.opened = True
 
     def stop(self) -> None:
-        """Make :meth:`run` do a last flush and return."""
+        """Make :meth:`run` return (the last flush is :meth:`close`'s)."""
         self._stop.set()
 
     async def run(self) -> None:
-        """Flush every interval until :meth:`stop`; then flush once more and close."""
-        loop = asyncio.get_running_loop()
+        """Flush every interval until :meth:`stop`."""
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.interval_ms / 1000)
-            for i, target in enumerate(self.targets):
-                if i in self._busy:
-                    continue
-                self._busy.add(i)
-                job = loop.run_in_executor(None, self._flush_one, i, target)
-                job.add_done_callback(functools.partial(self._done, i))
-        await self.close()
+            if not self._stop.is_set():
+                self.flush()
 
-    def _done(self, i: int, _job: object) -> None:
-        self._busy.discard(i)
+    def flush(self) -> None:
+        """Sample the gauges, then start a flush of every target that is not still busy."""
+        self.registry.sample_gauges()
+        for slot in self._slots:
+            if slot.opened and not slot.busy:
+                slot.job = self._call(slot, lambda s=slot: self._flush_one(s))  # type: ignore[misc]
 
-    def _flush_one(self, i: int, target: MetricTarget) -> None:
+    def _flush_one(self, slot: _Slot) -> None:
         try:
-            target.flush(self.registry)
+            slot.target.flush(self.registry)
         except Exception as exc:
             now = time.monotonic()
-            last = self._last_error.get(i)
-            if last is None or now - last >= 60:
-                log.warning("metric target %s failed to flush: %r", target.describe(), exc)
-                self._last_error[i] = now
+            if not slot.last_error or now - slot.last_error >= 60:
+                log.warning("metric target %s failed to flush: %r", slot.target.describe(), exc)
+                slot.last_error = now
 
-    async def close(self) -> None:
-        """Wait (bounded) for running flushes, then close every target."""
-        for _ in range(50):
-            if not self._busy:
-                break
-            await asyncio.sleep(0.02)
-        for target in self.targets:
-            try:
-                await asyncio.wait_for(asyncio.to_thread(target.close), 5)
-            except Exception as exc:
-                log.warning("metric target %s failed to close: %r", target.describe(), exc)
+    def _close_one(self, slot: _Slot) -> None:
+        try:
+            slot.target.close()
+        except Exception as exc:
+            log.warning("metric target %s failed to close: %r", slot.target.describe(), exc)
+
+    async def close(self, final_flush: bool = True, timeout_ms: int = CLOSE_TIMEOUT_MS) -> None:
+        """Flush a last time (after every other loop stopped, so the counts are final),
+        close every target, and stop their threads.
+
+        Waits at most ``timeout_ms`` in all; a target still stuck then (a hung backend)
+        is left to finish in its thread and logged. Idempotent.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        if final_flush:
+            self.registry.sample_gauges()
+        jobs: dict[asyncio.Future[None], _Slot] = {}
+        for slot in self._slots:
+            if not slot.opened:
+                continue
+            if final_flush:
+                # Queued behind a flush still running: the thread runs them in order.
+                self._call(slot, lambda s=slot: self._flush_one(s))  # type: ignore[misc]
+            jobs[self._call(slot, lambda s=slot: self._close_one(s))] = slot  # type: ignore[misc]
+        if jobs:
+            _, pending = await asyncio.wait(jobs, timeout=timeout_ms / 1000)
+            if pending:
+                stuck = [jobs[j].target.describe() for j in pending]
+                log.warning(
+                    "metric target(s) %s did not flush and close within %d ms; left running",
+                    ", ".join(stuck), timeout_ms,
+                )  # fmt: skip
+        for slot in self._slots:
+            slot.pool.shutdown(wait=False, cancel_futures=False)

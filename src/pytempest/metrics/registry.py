@@ -10,14 +10,27 @@ compute them. Counters and gauges are plain attributes (``counter.value += n``) 
 engine pays one attribute update per event; the engine updates them from its event loop
 thread only. User metrics (``TaskMetrics``) may be updated from worker threads and take a
 lock.
+
+Function gauges (``registry.gauge(name, func)``) read engine state that only the event
+loop may touch, so :meth:`Registry.sample_gauges` calls them on the loop (the flusher does
+it before each flush) and targets, which run in worker threads, read ``gauge.value``.
+
+Timers are histograms with fixed bucket bounds in milliseconds (``DEFAULT_BUCKETS_MS``,
+``Registry(buckets_ms=...)``, or per timer name with :meth:`Registry.set_buckets`); each
+bucket also keeps the sum of its observations so a backend can summarise an interval
+exactly (count and sum) and closely (quantiles).
 """
 
 from __future__ import annotations
 
-import bisect
+import itertools
+import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Literal
+
+log = logging.getLogger("pytempest.metrics")
 
 Kind = Literal["counter", "gauge", "timer"]
 Labels = tuple[tuple[str, str], ...]
@@ -97,34 +110,51 @@ class Gauge(Metric):
 
 
 class Timer(Metric):
-    """A histogram of durations in milliseconds, with count, sum and max."""
+    """A histogram of durations in milliseconds, with count, sum and max.
 
-    __slots__ = ("bounds", "buckets", "count", "max_ms", "sum_ms")
+    ``buckets[i]`` counts observations ``<= bounds[i]`` (and above ``bounds[i-1]``); the
+    last bucket holds those above every bound. ``bucket_sums[i]`` is their sum in ms.
+    ``count`` and ``sum_ms`` are computed from them when read, so :meth:`observe` (on
+    the hot path) updates only the bucket it falls in and the max.
+    """
+
+    __slots__ = ("bounds", "bucket_sums", "buckets", "max_ms")
     kind: Kind = "timer"
 
     def __init__(self, name: str, labels: Labels, bounds: tuple[float, ...] = DEFAULT_BUCKETS_MS):
         super().__init__(name, labels)
         self.bounds = bounds
         self.buckets = [0] * (len(bounds) + 1)
-        self.count = 0
-        self.sum_ms = 0.0
+        self.bucket_sums = [0.0] * (len(bounds) + 1)
         self.max_ms = 0.0
 
     def observe(self, ms: float, n: int = 1) -> None:
         """Record ``n`` observations of ``ms`` milliseconds each."""
-        self.buckets[bisect.bisect_left(self.bounds, ms)] += n
-        self.count += n
-        self.sum_ms += ms * n
+        i = bisect_left(self.bounds, ms)
+        self.buckets[i] += n
+        self.bucket_sums[i] += ms * n
         if ms > self.max_ms:
             self.max_ms = ms
 
+    @property
+    def count(self) -> int:
+        """How many observations."""
+        return sum(self.buckets)
+
+    @property
+    def sum_ms(self) -> float:
+        """The sum of every observation, in ms."""
+        return sum(self.bucket_sums)
+
     def quantile(self, q: float) -> float:
         """An upper bound of the ``q`` quantile (the bucket bound it falls in)."""
-        if self.count == 0:
+        buckets = list(self.buckets)
+        count = sum(buckets)
+        if count == 0:
             return 0.0
-        rank = q * self.count
+        rank = q * count
         seen = 0
-        for i, n in enumerate(self.buckets):
+        for i, n in enumerate(buckets):
             seen += n
             if seen >= rank and n:
                 return min(self.bounds[i], self.max_ms) if i < len(self.bounds) else self.max_ms
@@ -135,21 +165,51 @@ def _labels(labels: Mapping[str, str]) -> Labels:
     return tuple(sorted((k, str(v)) for k, v in labels.items()))
 
 
-class Registry:
-    """Holds every metric of one topology process, by (name, labels)."""
+def check_buckets(buckets_ms: Sequence[float], where: str = "buckets_ms") -> tuple[float, ...]:
+    """Return ``buckets_ms`` as a tuple if it is a non-empty, strictly increasing list of
+    positive numbers; else raise ``ConfigError``."""
+    from pytempest.errors import ConfigError
 
-    def __init__(self) -> None:
+    bounds = tuple(buckets_ms)
+    ok = bool(bounds) and all(
+        isinstance(b, int | float) and not isinstance(b, bool) and b > 0 for b in bounds
+    )
+    if not ok or any(a >= b for a, b in itertools.pairwise(bounds)):
+        raise ConfigError(
+            f"{where} must be a non-empty, strictly increasing list of positive milliseconds "
+            f"(e.g. [1, 5, 25, 100]); got {list(bounds)!r}"
+        )
+    return tuple(float(b) for b in bounds)
+
+
+class Registry:
+    """Holds every metric of one topology process, by (name, labels).
+
+    Args:
+        buckets_ms: bucket bounds (ms) of every timer made without its own.
+    """
+
+    def __init__(self, buckets_ms: Sequence[float] = DEFAULT_BUCKETS_MS) -> None:
         self._metrics: dict[tuple[str, Labels], Metric] = {}
         self._lock = threading.Lock()
+        self.buckets_ms = check_buckets(buckets_ms)
+        self._buckets_by_name: dict[str, tuple[float, ...]] = {}
+        self._gauge_errors: set[str] = set()
 
-    def _get(self, cls: type[Metric], name: str, labels: Mapping[str, str]) -> Metric:
+    def _get(
+        self,
+        cls: type[Metric],
+        name: str,
+        labels: Mapping[str, str],
+        make: Callable[[], Metric] | None = None,
+    ) -> Metric:
         key = (name, _labels(labels))
         metric = self._metrics.get(key)
         if metric is None:
             with self._lock:
                 metric = self._metrics.get(key)
                 if metric is None:
-                    metric = cls(name, key[1])
+                    metric = make() if make is not None else cls(name, key[1])
                     self._metrics[key] = metric
         if not isinstance(metric, cls):
             raise TypeError(f"metric {metric.key!r} is a {metric.kind}, not a {cls.kind}")
@@ -169,14 +229,37 @@ class Registry:
             metric.func = func
         return metric
 
+    def set_buckets(self, name: str, buckets_ms: Sequence[float]) -> None:
+        """Use these bucket bounds (ms) for timers named ``name`` made from now on."""
+        self._buckets_by_name[name] = check_buckets(buckets_ms, f"buckets of timer {name!r}")
+
     def timer(self, name: str, **labels: str) -> Timer:
-        """The timer ``name`` with these labels (made on first use)."""
-        metric = self._get(Timer, name, labels)
+        """The timer ``name`` with these labels (made on first use, with the bounds of
+        :meth:`set_buckets` or the registry's)."""
+        bounds = self._buckets_by_name.get(name, self.buckets_ms)
+        metric = self._get(Timer, name, labels, lambda: Timer(name, _labels(labels), bounds))
         assert isinstance(metric, Timer)
         return metric
 
     def __iter__(self) -> Iterator[Metric]:
-        return iter(list(self._metrics.values()))
+        with self._lock:
+            return iter(list(self._metrics.values()))
+
+    def __len__(self) -> int:
+        return len(self._metrics)
+
+    def sample_gauges(self) -> None:
+        """Read every function gauge into ``gauge.value``. Call it on the thread that owns
+        the state the functions read (the engine's loop); a function that raises keeps
+        its last value and is logged once."""
+        for m in self:
+            if isinstance(m, Gauge) and m.func is not None:
+                try:
+                    m.value = m.func()
+                except Exception as exc:
+                    if m.key not in self._gauge_errors:
+                        self._gauge_errors.add(m.key)
+                        log.warning("gauge %s could not be read: %r", m.key, exc)
 
     def snapshot(self) -> dict[str, float]:
         """Every metric as a flat dict: counters and gauges by key; a timer as

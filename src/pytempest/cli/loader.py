@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pytempest.config import Configured, configure
+from pytempest.config.kinds import did_you_mean
 from pytempest.errors import PytempestError, TargetError
 from pytempest.topology import Topology
 
@@ -30,7 +31,8 @@ def load_topology(target: str) -> Topology:
     module = _import(module_part, target)
     if not hasattr(module, attr):
         names = sorted(n for n in vars(module) if isinstance(getattr(module, n), Topology))
-        hint = f"; topologies there: {', '.join(names)}" if names else ""
+        hint = did_you_mean(attr, [n for n in vars(module) if not n.startswith("_")])
+        hint += f"; topologies there: {', '.join(names)}" if names else ""
         raise TargetError(f"target {target!r}: {module_part} has no attribute {attr!r}{hint}")
     value = getattr(module, attr)
     if callable(value) and not isinstance(value, Topology):

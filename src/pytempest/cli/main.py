@@ -1,7 +1,8 @@
 """``pytempest``: the command line entry point, thin over library functions.
 
 Commands: ``run``, ``test``, ``validate``, ``graph``, ``new``; ``topology``, ``task`` and
-``status`` (the distributed runtime); ``deadletter`` (when installed). See docs/cli.md.
+``status`` (the distributed runtime, pytempest.cli.distributed); ``deadletter``
+(pytempest.cli.deadletter). See docs/cli.md.
 
 Exit codes:
 
@@ -18,12 +19,12 @@ Exit codes:
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 
 import click
 
+from pytempest.cli.deadletter import deadletter
+from pytempest.cli.distributed import status, task, topology
 from pytempest.cli.new import new
 from pytempest.cli.options import (
     EXIT_ABORTED,
@@ -71,29 +72,8 @@ def cli(log_level: str | None, log_format: str | None) -> None:
         setup_logging(None, None)
 
 
-for command in (run, test, validate, graph, new):
+for command in (run, test, validate, graph, new, topology, task, status, deadletter):
     cli.add_command(command)
-
-
-def _optional(module_name: str) -> object | None:
-    """The module if it is part of this installation (its own import errors propagate)."""
-    if importlib.util.find_spec(module_name) is None:
-        return None
-    return importlib.import_module(module_name)
-
-
-def _register_optional_commands() -> None:
-    distributed = _optional("pytempest.cli.distributed")
-    if distributed is None:
-        from pytempest.cli import placeholders as distributed
-    for name in ("topology", "task", "status"):
-        cli.add_command(getattr(distributed, name), name)
-    deadletter = _optional("pytempest.cli.deadletter")
-    if deadletter is not None:
-        cli.add_command(deadletter.deadletter, "deadletter")  # type: ignore[attr-defined]
-
-
-_register_optional_commands()
 
 
 def main() -> None:

@@ -93,11 +93,13 @@ class Recorder(Task):
         self.name = name
         self.poison = poison
         self.seen: Counter[bytes] = Counter()
+        self.order: list[bytes] = []
         self._lock = threading.Lock()
 
     def handle(self, body: bytes) -> None:
         with self._lock:
             self.seen[body] += 1
+            self.order.append(body)
         if body in self.poison:
             raise ValueError(f"poison {body!r}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from pytempest import FailurePolicy, Pipeline, TaskError, Topology, task
@@ -54,6 +55,17 @@ def redis() -> Topology:
 
     url = os.environ.get("PT_TEST_URL", "redis://127.0.0.1:1/0")
     return Topology("redis-sample", _pipeline(), RedisStreamSource(url, "events", "sample"))
+
+
+@task("leak")
+def leak(body: bytes) -> None:
+    """Logs a URL with its password, as careless user code might."""
+    logging.getLogger("app").warning("connecting to %s", body.decode())
+
+
+def leaky() -> Topology:
+    """One message: a URL with a password, which the task logs."""
+    return Topology("leaky", Pipeline().task(leak), MemorySource(["redis://app:hunter2@db:6379/0"]))
 
 
 def broken() -> Topology:

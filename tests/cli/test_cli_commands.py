@@ -54,6 +54,14 @@ def test_run_quiet_duration_and_json_logs() -> None:
     assert failed and failed[0]["task"] == "split" and failed[0]["source_id"] == "1"
 
 
+def test_passwords_in_log_lines_are_masked() -> None:
+    for fmt in ("text", "json"):
+        out = pytempest("run", f"{APP}:leaky", "--until-idle", "--quiet", "--log-format", fmt)
+        assert out.returncode == EXIT_OK, out.stderr
+        assert "connecting to redis://app:***@db:6379/0" in out.stderr
+        assert "hunter2" not in out.stderr
+
+
 def test_log_level_flag_before_or_after_the_command() -> None:
     for args in (["--log-level", "error", "run"], ["run", "--log-level", "error"]):
         out = pytempest(*args, f"{APP}:failing", "--until-idle", "--quiet")
@@ -196,3 +204,12 @@ def test_every_command_is_registered() -> None:
     assert names == ["deadletter", "graph", "new", "run", "status", "task", "test", "topology", "validate"]
     out = pytempest("run", f"{APP}:topology", "--processes", "0")
     assert out.returncode == EXIT_USAGE and "0 is not in the range x>=1" in out.stderr
+
+
+def test_run_processes_passes_flags_to_the_worker_processes(redis_url: str, key_prefix: str) -> None:
+    out = pytempest("run", f"{APP}:topology", "--until-idle", "--processes", "2", "--name", key_prefix,
+                    "--redis-url", redis_url, timeout=120)  # fmt: skip
+    assert out.returncode == EXIT_OK, out.stderr
+    assert out.stdout.startswith(f"topology {key_prefix}\n")
+    assert "read 3  acked 3  completed 3  errors 0" in out.stdout
+    assert out.stderr.count(f"serving tasks split, count of topology {key_prefix}") == 2

@@ -91,7 +91,9 @@ class TracingObserver(EngineObserver):
         self._warned = False
 
     def _root(self, msg: SourceMsg) -> Span | None:
-        """The root span of this attempt of ``msg`` (started when missing)."""
+        """The root span of this attempt of ``msg``, started at its first task result
+        (backdated to when it was read) so that a message skipped as a duplicate, or
+        never run, opens none."""
         found = self._open.get(msg.id)
         if found is not None and found[1] == msg.deliveries:
             return found[0]
@@ -125,11 +127,6 @@ class TracingObserver(EngineObserver):
         if error is not None:
             span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, error))
         span.end(end_time=end_ms * 1_000_000 if end_ms else None)
-
-    def read(self, msgs: Sequence[SourceMsg]) -> None:
-        for msg in msgs:
-            if msg.id not in self._open:
-                self._root(msg)
 
     def task_done(self, result: BatchResult, stale: bool) -> None:
         state = result.batch.state

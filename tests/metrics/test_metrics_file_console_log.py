@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pytempest import Pipeline, TestRun, Topology
+from pytempest import Pipeline, SourceMsg, TestRun, Topology, task
 from pytempest.errors import ConfigError
 from pytempest.metrics import ConsoleTarget, FileTarget, LogTarget, Registry
 from pytempest.sources import MemorySource
@@ -126,3 +126,31 @@ def test_log_target_writes_one_line_per_flush(
     assert last.metrics["pt.book.source.msg.acked.success"] == 10  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="level"):
         LogTarget(level="loud")
+
+
+def test_task_and_source_metrics_are_flushed_with_the_rest(tmp_path: Path) -> None:
+    @task("score")
+    def score(body: bytes) -> None:
+        if body.startswith(b"perfect"):
+            score.metrics.incr("perfect_msg")
+        score.metrics.gauge("model_version", 7)
+        score.metrics.timing("lookup", 2.5)
+
+    class CountingSource(MemorySource):
+        async def poll(self, max_count: int) -> list[SourceMsg]:
+            msgs = await super().poll(max_count)
+            if msgs and self.metrics is not None:
+                self.metrics.incr("batches")
+            return msgs
+
+    path = tmp_path / "m.jsonl"
+    topology = Topology(
+        "user", Pipeline().task(score), CountingSource(["perfect 1", "meh", "perfect 2"], read_count=1),
+        metric_targets=[FileTarget(path)], metric_flush_interval_ms=5,
+    )  # fmt: skip
+    metrics = TestRun(topology).run(timeout_ms=10_000)
+    last = json.loads(path.read_text().splitlines()[-1])
+    assert last["counters"]["user.score.perfect_msg"] == 2 == metrics["user.score.perfect_msg"]
+    assert last["gauges"]["user.score.model_version"] == 7
+    assert last["timers"]["user.score.lookup"]["count"] == 3
+    assert last["counters"]["user.source.batches"] == 3

@@ -94,24 +94,22 @@ def test_configure_logging_checks_its_arguments_and_replaces_itself(json_log: io
     assert "hidden" not in text.getvalue() and "plain" not in json_log.getvalue()
 
 
-def test_json_logs_from_a_separate_process(tmp_path: Path) -> None:
-    """A whole process set up the way the CLI does it: stderr is JSON lines only."""
-    script = tmp_path / "run.py"
+def test_cli_log_format_json(tmp_path: Path) -> None:
+    """``pytempest run --log-format json`` in a real process: stderr is JSON lines only."""
+    script = tmp_path / "topo.py"
     script.write_text(
-        "from pytempest import FailurePolicy, Pipeline, TestRun, Topology, task\n"
-        "from pytempest.logs import configure_logging\n"
+        "from pytempest import FailurePolicy, Pipeline, Topology, task\n"
         "from pytempest.sources import MemorySource\n"
-        "configure_logging('INFO', 'json')\n"
         "@task('boom')\n"
         "def boom(body):\n"
         "    raise RuntimeError('no')\n"
-        "t = Topology('proc', Pipeline().task(boom), MemorySource(['x']), failure_policy=FailurePolicy.best_effort())\n"
-        "print(TestRun(t).run(timeout_ms=10_000).reason)\n"
+        "topology = Topology('proc', Pipeline().task(boom), MemorySource(['x']),\n"
+        "                    failure_policy=FailurePolicy.best_effort())\n"
     )
-    done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert done.stdout.strip() == "idle"
+    command = [sys.executable, "-c", "from pytempest.cli.main import main; main()"]
+    args = ["run", f"{script}:topology", "--until-idle", "--quiet", "--log-format", "json"]
+    done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=60, check=True)
     lines = [json.loads(line) for line in done.stderr.splitlines()]
     failed = [x for x in lines if "failed in task" in x["message"]]
     assert failed and failed[0]["task"] == "boom" and failed[0]["source_id"] == "0"
+    assert failed[0]["topology"] == "proc" and failed[0]["attempt"] == 1

@@ -13,6 +13,8 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -25,14 +27,50 @@ CLOSE_TIMEOUT_MS = 5_000
 """How long :meth:`MetricsFlusher.close` waits for the last flush and ``close`` of all targets."""
 
 
+class _Worker:
+    """One daemon thread running jobs in order. Daemon, so that a target hung for good
+    cannot keep the process from exiting (a thread pool's threads are joined at exit)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], None], concurrent.futures.Future[None]] | None]
+        self._jobs = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, func: Callable[[], None]) -> concurrent.futures.Future[None]:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._thread.start()
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._jobs.put((func, future))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            func, future = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                func()
+            except BaseException as exc:  # handed to whoever awaits the job
+                future.set_exception(exc)
+            else:
+                future.set_result(None)
+
+    def stop(self) -> None:
+        """End the thread once the jobs already queued ran."""
+        self._jobs.put(None)
+
+
 class _Slot:
     """One target, its thread and the flush running there (if any)."""
 
     def __init__(self, target: MetricTarget, index: int) -> None:
         self.target = target
-        self.pool = concurrent.futures.ThreadPoolExecutor(
-            1, thread_name_prefix=f"pytempest-metrics-{target.kind}-{index}"
-        )
+        self.worker = _Worker(f"pytempest-metrics-{target.kind}-{index}")
         self.job: asyncio.Future[None] | None = None
         self.opened = False
         self.last_error = 0.0
@@ -59,7 +97,7 @@ class MetricsFlusher:
         self._closed = False
 
     def _call(self, slot: _Slot, func: Callable[[], None]) -> asyncio.Future[None]:
-        return asyncio.get_running_loop().run_in_executor(slot.pool, func)
+        return asyncio.wrap_future(slot.worker.submit(func))
 
     async def open(self) -> None:
         """Open every target in its thread; if one fails, close those already open and raise."""
@@ -135,4 +173,4 @@ class MetricsFlusher:
                     ", ".join(stuck), timeout_ms,
                 )  # fmt: skip
         for slot in self._slots:
-            slot.pool.shutdown(wait=False, cancel_futures=False)
+            slot.worker.stop()

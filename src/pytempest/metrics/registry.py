@@ -273,8 +273,8 @@ class Registry:
             elif isinstance(m, Timer):
                 out[m.key + ".count"] = m.count
                 out[m.key + ".sum_ms"] = round(m.sum_ms, 3)
-                out[m.key + ".p50_ms"] = m.quantile(0.5)
-                out[m.key + ".p99_ms"] = m.quantile(0.99)
+                out[m.key + ".p50_ms"] = round(m.quantile(0.5), 3)
+                out[m.key + ".p99_ms"] = round(m.quantile(0.99), 3)
                 out[m.key + ".max_ms"] = round(m.max_ms, 3)
         return out
 

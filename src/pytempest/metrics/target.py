@@ -55,8 +55,8 @@ def timer_summary(timer: Timer) -> dict[str, float]:
     return {
         "count": timer.count,
         "sum_ms": round(timer.sum_ms, 3),
-        "p50_ms": timer.quantile(0.5),
-        "p99_ms": timer.quantile(0.99),
+        "p50_ms": round(timer.quantile(0.5), 3),
+        "p99_ms": round(timer.quantile(0.99), 3),
         "max_ms": round(timer.max_ms, 3),
     }
 

@@ -132,6 +132,30 @@ class Cluster:
         data: dict[str, Any] = json.loads(out.stdout)["topologies"][0]
         return data
 
+    def status_text(self) -> str:
+        out = subprocess.run(
+            [sys.executable, "-c", ENTRY, "status", "--redis", self.url, self.name],
+            capture_output=True, timeout=30, env=self.env, check=True,
+        )  # fmt: skip
+        return out.stdout.decode()
+
+    def instances(self, alive: bool = True) -> list[str]:
+        """Names of the topology instances whose heartbeat is (or is not) alive."""
+        out = []
+        for member in self.client.zrange("{pt:" + self.name + "}:members", 0, -1):
+            kind, _, name = member.decode().partition(":")
+            if (
+                kind == "topology"
+                and bool(self.client.exists("{pt:" + self.name + "}:hb:topology:" + name)) == alive
+            ):
+                out.append(name)
+        return out
+
+    def acked(self, group: str = "book") -> int:
+        """Source entries delivered and acked so far."""
+        g = self.source_group(group)
+        return int(g["entries-read"] or 0) - int(g["pending"])
+
     def source_group(self, group: str = "book") -> dict[str, Any]:
         """``XINFO GROUPS`` of the source group (zeros before the topology made it)."""
         for g in self.client.xinfo_groups(self.source_key):

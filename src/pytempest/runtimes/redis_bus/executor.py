@@ -265,7 +265,10 @@ class RedisBusExecutor(Executor):
             size = bodies_n = 0
             for ref in refs:
                 batch = outstanding.get(ref)
-                if batch is None or not batch.state.alive:
+                if batch is None:
+                    continue
+                if not batch.state.alive:
+                    del outstanding[ref]
                     continue
                 bodies = batch.bodies
                 n = wire.item_bytes(bodies)

@@ -1,9 +1,10 @@
 """The worker process: reads task stream entries, runs the tasks, answers the topology.
 
 A worker serves some tasks of one topology. It reads their streams through the consumer
-group ``workers`` (``XREADGROUP``, at most ``prefetch`` entries held per stream), runs
-every task message with the same functions as the in-process runtime (inline, in a
-thread pool for ``threaded`` tasks, concurrently for ``async`` ones), then writes the
+group ``workers`` (``XREADGROUP``; it holds at most ``prefetch`` entries per task it
+serves and reads no more while it holds that many), runs every task message with the
+same functions as the in-process runtime (inline, in a thread pool for ``threaded``
+tasks, concurrently for ``async`` ones), then writes the
 results to the result stream of the topology instance that sent the entry and ``XACK``s
 and ``XDEL``s the entry, all in one ``MULTI``. Entries that another consumer left
 pending longer than ``claim_idle_ms`` (it died) are claimed with ``XAUTOCLAIM``; an entry
@@ -263,19 +264,28 @@ class Worker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), wait / 1000)
 
+    @property
+    def room(self) -> int:
+        """How many more entries this worker may hold: ``prefetch`` per task it serves."""
+        return self.settings.prefetch * len(self.keys) - self.in_hand
+
     async def _read_loop(self) -> None:
+        # One blocking read covers every stream this worker serves, so an entry that
+        # arrives in any of them wakes it (a read leaving some stream out could sleep a
+        # whole block_ms while that stream fills up). COUNT applies per stream.
+        streams = dict.fromkeys(self.keys, ">")
         prefetch = self.settings.prefetch
         backoff = Backoff(50, 5000)
         while not self._stopping:
-            rooms = {i: prefetch - len(h) for i, h in enumerate(self.held) if len(h) < prefetch}
-            if not rooms:
+            room = self.room
+            if room <= 0:
                 self._room.clear()
                 await self._room.wait()
                 continue
-            streams = {self.keys[i]: ">" for i in rooms}
+            count = max(1, min(prefetch, room // len(self.keys)))
             try:
                 reply = await self._blocking.xreadgroup(
-                    GROUP, self.name, streams, count=min(rooms.values()), block=self.settings.block_ms
+                    GROUP, self.name, streams, count=count, block=self.settings.block_ms
                 )
                 backoff.reset()
             except Exception as exc:
@@ -293,7 +303,7 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), s.claim_interval_ms / 1000)
             for i, key in enumerate(self.keys):
-                room = s.prefetch - len(self.held[i])
+                room = min(s.prefetch, self.room)
                 if self._stopping or room <= 0:
                     continue
                 try:

@@ -13,12 +13,12 @@ from pytempest import FailurePolicy, Pipeline, TestRun, Topology, task
 from pytempest.sources import MemorySource
 from pytempest.tracing import ROOT_SPAN, TracingObserver, auto_observer, available
 
-sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")
-export = pytest.importorskip("opentelemetry.sdk.trace.export")
-in_memory = pytest.importorskip("opentelemetry.sdk.trace.export.in_memory_span_exporter")
-
 
 def traced_run(topology: Topology) -> list:  # type: ignore[type-arg]
+    """Run ``topology`` with a TracingObserver on an SDK provider; the finished spans."""
+    sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")
+    export = pytest.importorskip("opentelemetry.sdk.trace.export")
+    in_memory = pytest.importorskip("opentelemetry.sdk.trace.export.in_memory_span_exporter")
     exporter = in_memory.InMemorySpanExporter()
     provider = sdk_trace.TracerProvider()
     provider.add_span_processor(export.SimpleSpanProcessor(exporter))
@@ -66,7 +66,27 @@ def test_failed_attempts_end_their_trace_with_an_error() -> None:
     )
 
 
+def test_without_opentelemetry_nothing_is_added(tmp_path: Path) -> None:
+    """In a process where ``opentelemetry`` cannot be imported, the engine runs as usual."""
+    script = tmp_path / "plain.py"
+    script.write_text(
+        "import sys\n"
+        "sys.modules['opentelemetry'] = None  # import opentelemetry now raises ImportError\n"
+        "from pytempest import Pipeline, TestRun, Topology, task\n"
+        "from pytempest.sources import MemorySource\n"
+        "from pytempest.tracing import auto_observer, available\n"
+        "t = Topology('plain', Pipeline().task(task('t')(lambda b: None)), MemorySource(['a']))\n"
+        "run = TestRun(t)\n"
+        "print(available(), auto_observer(t), run.run(timeout_ms=10_000).reason, len(run.engine.observers))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.split() == ["False", "None", "idle", "2"]  # metrics and logs only
+
+
 def test_tracing_is_off_without_a_tracer_provider() -> None:
+    pytest.importorskip("opentelemetry.trace")
     assert available()
     topology = Topology("off", Pipeline().task(task("t")(lambda b: None)), MemorySource(["x"]))
     assert auto_observer(topology) is None  # the global provider is the API's no-op proxy
@@ -74,6 +94,7 @@ def test_tracing_is_off_without_a_tracer_provider() -> None:
 
 def test_tracing_turns_on_by_itself_with_a_provider(tmp_path: Path) -> None:
     """In a fresh process (a global provider can be set once): the engine adds the observer."""
+    pytest.importorskip("opentelemetry.sdk.trace")
     script = tmp_path / "traced.py"
     script.write_text(
         "from opentelemetry import trace\n"

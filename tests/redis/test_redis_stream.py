@@ -98,7 +98,9 @@ def test_poll_asks_for_no_more_than_the_engine_has_room_for(redis_url: str, key_
     prime(redis_url, key, [b"x"] * 30)
 
     async def scenario() -> None:
-        source = RedisStreamSource(redis_url, key, "g", consumer="c1", block_ms=0, read_count=10)
+        source = RedisStreamSource(
+            redis_url, key, "g", consumer="c1", block_ms=0, read_count=10, prefetch=False
+        )
         await source.setup()
         try:
             assert len(await source.poll(4)) == 4
@@ -106,6 +108,34 @@ def test_poll_asks_for_no_more_than_the_engine_has_room_for(redis_url: str, key_
             assert await source.poll(0) == []
         finally:
             await source.close()
+
+    asyncio.run(scenario())
+
+
+def test_prefetched_entries_are_served_next_and_stay_pending_if_never_served(
+    redis_url: str, key_prefix: str, r: redis.Redis
+) -> None:
+    key = f"{key_prefix}:s"
+    ids = prime(redis_url, key, [b"p%d" % i for i in range(12)])
+
+    async def scenario() -> None:
+        source = RedisStreamSource(redis_url, key, "g", consumer="c1", block_ms=0)
+        await source.setup()
+        try:
+            first = await source.poll(3)  # and reads the next 3 in the background
+            second = await source.poll(10)
+            assert [m.id for m in first + second] == ids[:6]
+            await source.ack([m.id for m in first + second])
+            await source.poll(3)
+        finally:
+            await source.close()  # 3 handed out, 3 more read ahead: all 6 stay pending
+        again = RedisStreamSource(redis_url, key, "g", consumer="c1", block_ms=0)
+        await again.setup()
+        try:
+            old = await again.poll(100)
+            assert [m.id for m in old] == ids[6:12]
+        finally:
+            await again.close()
 
     asyncio.run(scenario())
 

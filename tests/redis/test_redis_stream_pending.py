@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
-from pytempest import FailurePolicy, Pipeline, Topology
+from pytempest import AckPolicy, ConfigError, FailurePolicy, Pipeline, Topology
+from pytempest.config import configure
 from pytempest.deadletters import MemoryDeadLetter, RedisStreamDeadLetter
 from pytempest.deadletters.redis import record_from_fields
 from pytempest.engine.events import EngineObserver
-from pytempest.sources import PendingHandler, RedisStreamSource
+from pytempest.sources import MemorySource, PendingHandler, RedisStreamSource
 from pytempest.sources.redis_stream import prime
 
 from .helpers import Recorder, bind_metrics, run_until
@@ -216,7 +219,6 @@ def test_failure_policy_none_leaves_the_poison_to_the_handlers(
     key, dlq = f"{key_prefix}:s", f"{key_prefix}:dlq"
     prime(redis_url, key, [b"poison"] + [b"ok%d" % i for i in range(20)])
     record = Recorder(poison=frozenset({b"poison"}))
-    dead_letter = RedisStreamDeadLetter(redis_url, dlq)
     s = source(
         redis_url,
         key,
@@ -227,9 +229,14 @@ def test_failure_policy_none_leaves_the_poison_to_the_handlers(
             PendingHandler("dead_letter", min_idle_ms=100, times_delivered=3),
             PendingHandler("claim", min_idle_ms=100),
         ],
-        dead_letter=dead_letter,
+    )  # no dead letter here: the engine gives the source the topology's
+    topology = Topology(
+        "none",
+        Pipeline().task(record),
+        s,
+        failure_policy=FailurePolicy.none(),
+        dead_letter=RedisStreamDeadLetter(redis_url, dlq),
     )
-    topology = Topology("none", Pipeline().task(record), s, failure_policy=FailurePolicy.none())
 
     asyncio.run(run_until(topology, lambda e: r.xlen(dlq) == 1))
 
@@ -237,3 +244,64 @@ def test_failure_policy_none_leaves_the_poison_to_the_handlers(
     [(_, fields)] = r.xrange(dlq)
     assert record_from_fields(fields).attempts == 3
     assert r.xpending(key, "g")["pending"] == 0
+
+
+def test_a_dead_letter_handler_without_a_dead_letter_is_a_config_error(
+    redis_url: str, key_prefix: str
+) -> None:
+    s = source(redis_url, f"{key_prefix}:s", "a", pending_handlers=[PendingHandler("dead_letter", 0, 3)])
+
+    async def scenario() -> None:
+        try:
+            await s.setup()
+        finally:
+            await s.close()
+
+    with pytest.raises(ConfigError, match="dead_letter"):
+        asyncio.run(scenario())
+
+
+def test_topology_toml_configures_the_source_with_the_original_names(
+    redis_url: str, key_prefix: str, tmp_path: Path
+) -> None:
+    toml = tmp_path / "Topology.toml"
+    toml.write_text(
+        f"""
+[source]
+kind = "redis_stream"
+uri = "{redis_url}"
+key = "{key_prefix}:s"
+group = "workers"
+group_starting_id = "$"
+read_msg_count = 250
+block_read = 50
+ack_policy = "batch(100, ack_interval_ms=20)"
+monitor_interval = 5000
+pending_handlers = [
+  {{ action = {{ type = "Claim" }}, min_idle_time = 60000, times_delivered = 1 }},
+  {{ action = "dead_letter", min_idle_ms = 60000, times_delivered = 5 }},
+]
+
+[dead_letter]
+kind = "redis_stream"
+key = "{key_prefix}:dlq"
+""",
+        encoding="utf-8",
+    )
+    code = Topology("toml", Pipeline().task(Recorder()), MemorySource())
+    configured = configure(code, toml).topology
+    s = configured.source
+    assert isinstance(s, RedisStreamSource)
+    assert (s.url, s.group, s.group_start_id, s.read_count, s.block_ms) == (
+        redis_url,
+        "workers",
+        "$",
+        250,
+        50,
+    )
+    assert s.ack_policy == AckPolicy.batch(100, 20) and s.monitor_interval_ms == 5000
+    assert s.pending_handlers == (
+        PendingHandler("claim", 60_000, 1),
+        PendingHandler("dead_letter", 60_000, 5),
+    )
+    assert s.dead_letter is configured.dead_letter and isinstance(s.dead_letter, RedisStreamDeadLetter)

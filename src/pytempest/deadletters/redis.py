@@ -64,6 +64,7 @@ def record_from_fields(fields: Mapping[Any, Any]) -> DeadLetterRecord:
 
 class _RedisDeadLetter(DeadLetter):
     def __init__(self, url: str, key: str, max_len: int | None) -> None:
+        self._options: dict[str, Any] = {"url": url, "key": key, "max_len": max_len}
         where = f"{self.kind} dead letter"
         self.url = check_url(url, where)
         if not isinstance(key, str) or not key:
@@ -75,6 +76,10 @@ class _RedisDeadLetter(DeadLetter):
         self.key = key
         self.max_len = max_len
         self._client: aioredis.Redis | None = None
+
+    def options(self) -> dict[str, Any]:
+        """The constructor arguments (``Topology.toml`` keys override some and rebuild it)."""
+        return dict(self._options)
 
     async def setup(self) -> None:
         """Connect and check that Redis answers (idempotent)."""

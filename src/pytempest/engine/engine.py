@@ -145,6 +145,9 @@ class Engine:
                 task=t.name,
             )
         self.source.metrics = ScopedMetrics(registry_, "source.", topology=topology.name)
+        if topology.dead_letter is not None and getattr(self.source, "dead_letter", False) is None:
+            # a source's own dead-letter handling (Redis pending handlers) uses the topology's
+            self.source.dead_letter = topology.dead_letter  # type: ignore[attr-defined]
         self.flusher: MetricsFlusher | None = None
         if topology.metric_targets:
             self.flusher = MetricsFlusher(

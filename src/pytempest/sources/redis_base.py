@@ -207,17 +207,24 @@ class RedisSourceBase(Source):
 
     config_aliases: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, url: str, key: str, dead_letter: DeadLetter | None) -> None:
+    def __init__(self, url: str, key: str, dead_letter: DeadLetter | None, options: dict[str, Any]) -> None:
+        self._options = {k: v for k, v in options.items() if k not in ("self", "__class__")}
         where = self.kind
         self.url = check_url(url, where)
         self.key = opt_str(where, "key", key)
         if dead_letter is not None and not isinstance(dead_letter, DeadLetter):
             raise _bad(where, "dead_letter", "a DeadLetter", dead_letter)
         self.dead_letter = dead_letter
+        self._owns_dead_letter = dead_letter is not None  # else the engine binds and runs it
         self._client: aioredis.Redis | None = None
         self._down_since: float | None = None
         self._broken: str | None = None
         self._logged_down = False
+
+    def options(self) -> dict[str, Any]:
+        """The constructor arguments this source was built with (``Topology.toml`` keys
+        override some of them and rebuild it: ``type(s)(**{**s.options(), **changes})``)."""
+        return dict(self._options)
 
     # -- client ----------------------------------------------------------------------
     def _socket_timeout_s(self) -> float:
@@ -233,7 +240,7 @@ class RedisSourceBase(Source):
             )
         client = self._client
         await self._run("setup", lambda: client.ping())
-        if self.dead_letter is not None:
+        if self.dead_letter is not None and self._owns_dead_letter:
             await self.dead_letter.setup()
         return client
 
@@ -321,7 +328,7 @@ class RedisSourceBase(Source):
             if client is not None:
                 await client.aclose()
         finally:
-            if self.dead_letter is not None:
+            if self.dead_letter is not None and self._owns_dead_letter:
                 await self.dead_letter.close()
 
     def describe(self) -> str:

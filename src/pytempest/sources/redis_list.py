@@ -60,12 +60,16 @@ class RedisListSource(RedisSourceBase):
         read_count: at most this many entries per poll (default 1000).
         block_ms: an empty poll waits this long for an entry (default 1000; 0: no wait).
         ack_policy: default ``batch(1000, ack_interval_ms=100)``.
-        poll_interval_ms, max_backoff_ms: engine poll pacing (defaults 0 and 100).
+        poll_interval_ms: the engine's pause between polls that returned entries
+            (default 0).
+        max_backoff_ms: the engine's longest pause after empty or failed polls (default
+            100).
         monitor_interval_ms: how often handlers and gauges run (default 30 000); every
             handler's ``min_idle_ms`` must be longer, or live consumers look dead.
         pending_handlers: default ``[PendingHandler("claim", min_idle_ms=60_000)]``.
         pop_from: ``right`` or ``left``.
-        dead_letter: where the ``dead_letter`` handler writes.
+        dead_letter: where the ``dead_letter`` handler writes; when not given, the
+            engine binds the topology's dead letter.
     """
 
     kind: ClassVar[str] = "redis_list"
@@ -94,7 +98,7 @@ class RedisListSource(RedisSourceBase):
         pop_from: Literal["right", "left"] = "right",
         dead_letter: DeadLetter | None = None,
     ) -> None:
-        super().__init__(url, key, dead_letter)
+        super().__init__(url, key, dead_letter, locals())
         w = self.kind
         self.consumer = opt_str(w, "consumer", consumer if consumer is not None else default_consumer())
         self.read_count = opt_int(w, "read_count", read_count, 1)

@@ -57,13 +57,15 @@ class RedisSortedSetSource(RedisSourceBase):
             ``monitor_interval_ms``, which renews the leases).
         read_count: at most this many members per poll (default 1000).
         ack_policy: default ``batch(1000, ack_interval_ms=100)``.
-        poll_interval_ms, max_backoff_ms: engine poll pacing; an empty poll waits up to
-            ``max_backoff_ms`` (default 100) before the next, so that is how late a due
-            member can be picked up.
+        poll_interval_ms: the engine's pause between polls that returned members
+            (default 0).
+        max_backoff_ms: the engine's longest pause after an empty poll (default 100):
+            how late a member that falls due can be picked up.
         monitor_interval_ms: how often leases are renewed and handlers run (default 10 000).
         pending_handlers: applied to expired leases; ``min_idle_ms`` counts from the
             expiry. Default ``[PendingHandler("claim", min_idle_ms=0)]``.
-        dead_letter: where the ``dead_letter`` handler writes.
+        dead_letter: where the ``dead_letter`` handler writes; when not given, the
+            engine binds the topology's dead letter.
     """
 
     kind: ClassVar[str] = "redis_sorted_set"
@@ -91,7 +93,7 @@ class RedisSortedSetSource(RedisSourceBase):
         pending_handlers: Sequence[PendingHandler | Mapping[str, Any]] | None = None,
         dead_letter: DeadLetter | None = None,
     ) -> None:
-        super().__init__(url, key, dead_letter)
+        super().__init__(url, key, dead_letter, locals())
         w = self.kind
         if max_score is not None and (isinstance(max_score, bool) or not isinstance(max_score, int | float)):
             raise ConfigError(f"{w}: option 'max_score' must be a number or None; got {max_score!r}")

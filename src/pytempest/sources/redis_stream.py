@@ -18,6 +18,7 @@ Metrics (``<topology>.source.<name>``): ``msg.claimed``, ``msg.force_acked``,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -73,8 +74,10 @@ class RedisStreamSource(RedisSourceBase):
         block_ms: an empty poll waits this long for new entries (default 1000; 0: no wait).
         ack_policy: default ``batch(1000, ack_interval_ms=100)``; ``none`` reads with
             ``NOACK`` (at most once).
-        poll_interval_ms, max_backoff_ms: the engine's pause between polls with data and
-            its longest pause after empty or failed polls (defaults 0 and 100).
+        poll_interval_ms: the engine's pause between polls that returned entries
+            (default 0).
+        max_backoff_ms: the engine's longest pause after empty or failed polls (default
+            100; a blocking read already waits ``block_ms``).
         monitor_interval_ms: how often pending handlers, gauges and trimming run
             (default 30 000; 0 disables them).
         pending_handlers: default ``[PendingHandler("claim", min_idle_ms=60_000)]``.
@@ -82,7 +85,11 @@ class RedisStreamSource(RedisSourceBase):
             pending or unread entry once the stream holds more than this many entries.
         field: the entry field that holds the body (default ``body``); the other fields
             are in ``SourceMsg.meta``.
-        dead_letter: where the ``dead_letter`` handler writes (usually the topology's).
+        prefetch: after a poll that returned entries, read the next batch (as many as
+            that poll asked for, without blocking) while the engine handles this one
+            (default True). Prefetched entries count as in flight here.
+        dead_letter: where the ``dead_letter`` handler writes; when not given, the
+            engine binds the topology's dead letter.
     """
 
     kind: ClassVar[str] = "redis_stream"
@@ -113,9 +120,10 @@ class RedisStreamSource(RedisSourceBase):
         pending_handlers: Sequence[PendingHandler | Mapping[str, Any]] | None = None,
         max_len: int | None = None,
         field: str = "body",
+        prefetch: bool = True,
         dead_letter: DeadLetter | None = None,
     ) -> None:
-        super().__init__(url, key, dead_letter)
+        super().__init__(url, key, dead_letter, locals())
         w = self.kind
         self.group = opt_str(w, "group", group)
         self.consumer = opt_str(w, "consumer", consumer if consumer is not None else default_consumer())
@@ -129,11 +137,22 @@ class RedisStreamSource(RedisSourceBase):
         self.pending_handlers = opt_handlers(w, pending_handlers, DEFAULT_HANDLERS)
         self.max_len = None if max_len is None else opt_int(w, "max_len", max_len, 1)
         self.field = opt_str(w, "field", field)
+        if not isinstance(prefetch, bool):
+            raise ConfigError(f"{w}: option 'prefetch' must be true or false; got {prefetch!r}")
+        self.prefetch = prefetch
         self._field = self.field.encode()
+        key_b, group_b = self.key.encode(), self.group.encode()
+        self._xack_head = b"$4\r\nXACK\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
+            len(key_b),
+            key_b,
+            len(group_b),
+            group_b,
+        )
         self._noack = self.ack_policy.kind == "none"
         self._inflight: set[str] = set()
         self._unacked: set[str] = set()
-        self._reclaimed: deque[SourceMsg] = deque()
+        self._buffer: deque[SourceMsg] = deque()
+        self._prefetch: asyncio.Future[list[SourceMsg]] | None = None
         self._history = True
         self._history_id = "0"
         self._recover = False
@@ -200,29 +219,44 @@ class RedisStreamSource(RedisSourceBase):
         n = min(self.read_count, max_count)
         if n <= 0:
             return []
-        if not self._reclaimed:
-            async with self._read_lock:
-                try:
-                    if self._recover:
-                        await self._recover_own(n)
-                    if not self._reclaimed:
-                        if self._history:
-                            msgs = await self._read_history(n)
-                            if msgs or self._history:
-                                return msgs
-                        return await self._read_new(n)
-                except _NoGroup:
-                    await self._recreate_group()
-                    return []
-        out: list[SourceMsg] = []
-        reclaimed = self._reclaimed
-        while reclaimed and len(out) < n:
-            out.append(reclaimed.popleft())
+        buffer = self._buffer
+        if not buffer:
+            prefetch, self._prefetch = self._prefetch, None
+            msgs = await (prefetch if prefetch is not None else self._read(n, self.block_ms))
+            if len(msgs) <= n:
+                out = msgs
+            else:
+                out = msgs[:n]
+                buffer.extend(msgs[n:])
+        else:
+            out = [buffer.popleft() for _ in range(min(n, len(buffer)))]
+        if out and self.prefetch and not buffer:
+            # Read the next batch while the engine handles this one (no BLOCK: an empty
+            # stream costs one quick round trip, then the next poll blocks as usual).
+            self._prefetch = asyncio.ensure_future(self._read(n, 0))
         return out
 
-    async def _read_new(self, n: int) -> list[SourceMsg]:
+    async def _read(self, n: int, block_ms: int) -> list[SourceMsg]:
+        """One read under the read lock: own entries after a reconnect, then own pending
+        entries (history) after a start, then new entries."""
+        async with self._read_lock:
+            try:
+                if self._recover:
+                    claimed = await self._recover_own(n)
+                    if claimed:
+                        return claimed
+                if self._history:
+                    msgs = await self._read_history(n)
+                    if msgs or self._history:
+                        return msgs
+                return await self._read_new(n, block_ms)
+            except _NoGroup:
+                await self._recreate_group()
+                return []
+
+    async def _read_new(self, n: int, block_ms: int) -> list[SourceMsg]:
         client = self.client
-        block = self.block_ms or None
+        block = block_ms or None
         resp = await self._run(
             "poll",
             lambda: client.xreadgroup(self.group, self.consumer, {self.key: ">"}, n, block, self._noack),
@@ -299,7 +333,7 @@ class RedisStreamSource(RedisSourceBase):
             body = b""
         return SourceMsg(msg_id, body, now, deliveries, meta)
 
-    async def _recover_own(self, n: int) -> None:
+    async def _recover_own(self, n: int) -> list[SourceMsg]:
         """After a reconnect: take back own pending entries not in flight (a read whose
         reply was lost leaves entries pending for this consumer and unknown to it)."""
         client = self.client
@@ -307,12 +341,11 @@ class RedisStreamSource(RedisSourceBase):
             "poll",
             lambda: client.xpending_range(self.key, self.group, "-", "+", PENDING_PAGE, self.consumer),
         )
-        busy = self._inflight | self._unacked
+        busy = self._inflight | self._unacked | {m.id for m in self._buffer}
         orphans = [i for i in (decode_id(r["message_id"]) for r in rows) if i not in busy]
-        if orphans:
-            await self._claim(orphans[:n], 0)
         if len(orphans) <= n:
             self._recover = False
+        return await self._claim(orphans[:n], 0) if orphans else []
 
     # -- acking -------------------------------------------------------------------------
     async def ack(self, ids: Sequence[str]) -> None:
@@ -330,14 +363,33 @@ class RedisStreamSource(RedisSourceBase):
         self._unacked.difference_update(todo)
 
     async def _xack(self, ids: list[str], what: str) -> None:
+        """XACK ``ids``: one command per chunk of 1000, all chunks in one round trip."""
+        payload = "".join([f"${len(i)}\r\n{i}\r\n" for i in ids])
         client = self.client
-        if len(ids) <= ACK_CHUNK:
+        if not payload.isascii():  # not a stream id; let Redis say so
             await self._run(what, lambda: client.xack(self.key, self.group, *ids))
             return
-        pipe = client.pipeline(transaction=False)
+        # Packed here: redis-py packs arguments one by one in Python, which for 1000
+        # ids costs ten times this and more than reading the 1000 entries.
+        head, chunks, start = self._xack_head, [], 0
         for i in range(0, len(ids), ACK_CHUNK):
-            pipe.execute_command("XACK", self.key, self.group, *ids[i : i + ACK_CHUNK])
-        await self._run(what, pipe.execute)
+            chunk = ids[i : i + ACK_CHUNK]
+            size = sum(len(x) + len(str(len(x))) + 5 for x in chunk)
+            chunks.append(b"*%d\r\n%s%s" % (len(chunk) + 3, head, payload[start : start + size].encode()))
+            start += size
+        await self._run(what, lambda: self._send_packed(b"".join(chunks), len(chunks)))
+
+    async def _send_packed(self, payload: bytes, replies: int) -> list[Any]:
+        pool = self.client.connection_pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await conn.send_packed_command(payload)
+            return [await conn.read_response() for _ in range(replies)]
+        except BaseException:
+            await conn.disconnect()  # replies may be left unread: never reuse it
+            raise
+        finally:
+            await pool.release(conn)
 
     async def _ack_missing(self, ids: list[str]) -> None:
         await self._xack(ids, "ack")
@@ -377,12 +429,12 @@ class RedisStreamSource(RedisSourceBase):
                 handler = pick(self.pending_handlers, idle, deliveries)
                 if handler is not None:
                     plan[handler.action].append((msg_id, handler, deliveries))
-            room = max(0, self.read_count - len(self._reclaimed))
+            room = max(0, self.read_count - len(self._buffer))
             for handler, ids in _by_handler(plan["claim"][:room]):
-                await self._claim(ids, handler.min_idle_ms)
+                self._buffer.extend(await self._claim(ids, handler.min_idle_ms))
             letters = []
             for handler, ids in _by_handler(plan["dead_letter"]):
-                letters.extend(await self._claim(ids, handler.min_idle_ms, serve=False))
+                letters.extend(await self._claim(ids, handler.min_idle_ms, track=False))
         for action in ("ack", "delete"):
             for handler, ids in _by_handler(plan[action]):
                 done = await self._settle(ids, handler.min_idle_ms, action == "delete")
@@ -412,10 +464,11 @@ class RedisStreamSource(RedisSourceBase):
             start = "(" + rows[-1][0]
         return rows
 
-    async def _claim(self, ids: list[str], min_idle_ms: int, serve: bool = True) -> list[SourceMsg]:
+    async def _claim(self, ids: list[str], min_idle_ms: int, track: bool = True) -> list[SourceMsg]:
         """Claim ``ids`` for this consumer if still idle ``min_idle_ms``; ack deleted ones.
 
-        Claimed entries are queued for the next polls (``serve``) or returned."""
+        With ``track`` the claimed entries count as in flight here (to be handed to the
+        engine); without, the caller settles them (the ``dead_letter`` handler)."""
         script = self._claim_script
         result = await self._run(
             "claim",
@@ -426,15 +479,13 @@ class RedisStreamSource(RedisSourceBase):
             self._count("msg.missing", len(missing))
         now = now_ms()
         msgs = [self._to_msgs([(raw_id, fields)], now, int(count))[0][0] for raw_id, fields, count in claimed]
-        if serve:
+        if track and msgs:
             self._count("msg.claimed", len(msgs))
             if self._noack:
                 await self._xack([m.id for m in msgs], "claim")
             else:
                 self._inflight.update(m.id for m in msgs)
-            self._reclaimed.extend(msgs)
-            if msgs:
-                log.info("%s source %r: claimed %d pending entries", self.kind, self.key, len(msgs))
+            log.info("%s source %r: claimed %d pending entries", self.kind, self.key, len(msgs))
         return msgs
 
     async def _settle(self, ids: list[str], min_idle_ms: int, delete: bool) -> list[str]:
@@ -486,8 +537,15 @@ class RedisStreamSource(RedisSourceBase):
         trimmed = await self._run("monitor", lambda: script(keys=[self.key], args=[max_len]))
         self._count("trimmed", int(trimmed or 0))
 
-    def describe(self) -> str:
-        return f"{self.kind}:{self.key}"
+    async def close(self) -> None:
+        """Stop a prefetch in flight and close the client. Entries read but not handed to
+        the engine stay pending for this consumer (read again on the next start)."""
+        prefetch, self._prefetch = self._prefetch, None
+        if prefetch is not None:
+            prefetch.cancel()
+            with contextlib.suppress(BaseException):
+                await prefetch
+        await super().close()
 
 
 def _entries(resp: Any) -> list[Any]:

@@ -1,0 +1,115 @@
+"""Redis Stream source throughput against a bare redis-py loop, measured in the same run.
+
+    python -m benchmarks.redis_stream [--messages 200000] [--runs 3] [--url redis://127.0.0.1:6379/0]
+
+The stream holds ``--messages`` entries of 100 bytes (written once). Each run reads them
+all through a new consumer group:
+
+* bare: a synchronous redis-py client (hiredis parser) looping ``XREADGROUP COUNT 1000``,
+  a no-op call per entry, then one pipelined ``XACK`` per batch;
+* pytempest: a topology with one no-op task, in process, ``RedisStreamSource`` with
+  ``batch(1000)`` acks, run by ``TestRun`` until idle (setup included).
+
+Runs are interleaved (bare, pytempest, bare, ...) and the median of each is reported,
+with the ratio pytempest / bare (the target is >= 0.6). Every entry is checked to have
+been read and acked (the group's pending list is empty) after each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import uuid
+
+import redis
+
+from pytempest import Pipeline, TestRun, Topology, task
+from pytempest.sources import RedisStreamSource
+
+BODY = b"x" * 100
+
+
+def noop(body: bytes) -> None:
+    return None
+
+
+def fill(client: redis.Redis, key: str, n: int) -> None:
+    client.delete(key)
+    pipe = client.pipeline(transaction=False)
+    for i in range(n):
+        pipe.xadd(key, {"body": BODY})
+        if i % 1000 == 999:
+            pipe.execute()
+    pipe.execute()
+
+
+def run_bare(client: redis.Redis, key: str, group: str, n: int) -> float:
+    client.xgroup_create(key, group, "0")
+    start = time.perf_counter()
+    read = 0
+    while True:
+        reply = client.xreadgroup(group, "bare", {key: ">"}, count=1000)
+        entries = reply[key.encode()][0] if isinstance(reply, dict) else (reply[0][1] if reply else [])
+        if not entries:
+            break
+        ids = []
+        for entry_id, fields in entries:
+            noop(fields[b"body"])
+            ids.append(entry_id)
+        pipe = client.pipeline(transaction=False)
+        pipe.xack(key, group, *ids)
+        pipe.execute()
+        read += len(ids)
+    elapsed = time.perf_counter() - start
+    assert read == n, (read, n)
+    return elapsed
+
+
+def run_pytempest(url: str, key: str, group: str, n: int, max_pending: int) -> float:
+    source = RedisStreamSource(
+        url, key, group, consumer="bench", block_ms=10, ack_policy="batch(1000, ack_interval_ms=100)"
+    )
+    topology = Topology("bench", Pipeline().task(task("noop")(noop)), source, max_pending=max_pending)
+    start = time.perf_counter()
+    metrics = TestRun(topology).run(until_idle=True, timeout_ms=600_000)
+    elapsed = time.perf_counter() - start
+    assert metrics.get_int("bench.source.msg.acked.success") == n, metrics
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--max-pending", type=int, default=5000)
+    args = parser.parse_args()
+    n = args.messages
+    key = f"pt-bench-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(args.url)
+    try:
+        print(f"filling {key} with {n} entries of {len(BODY)} bytes ...")
+        fill(client, key, n)
+        bare: list[float] = []
+        ours: list[float] = []
+        for i in range(args.runs):
+            bare.append(run_bare(client, key, f"bare-{i}", n))
+            ours.append(run_pytempest(args.url, key, f"pt-{i}", n, args.max_pending))
+            for group in (f"bare-{i}", f"pt-{i}"):
+                assert client.xpending(key, group)["pending"] == 0, group
+            print(f"run {i + 1}: bare {n / bare[-1]:,.0f} msgs/s, pytempest {n / ours[-1]:,.0f} msgs/s")
+    finally:
+        client.delete(key)
+        client.close()
+    bare_rate = n / statistics.median(bare)
+    our_rate = n / statistics.median(ours)
+    print(f"bare redis-py loop (XREADGROUP COUNT 1000 + pipelined XACK): {bare_rate:,.0f} msgs/s (median)")
+    print(
+        f"pytempest (1 no-op task, batch(1000) acks, max_pending {args.max_pending}): {our_rate:,.0f} msgs/s (median)"
+    )
+    print(f"ratio pytempest / bare: {our_rate / bare_rate:.2f} (target >= 0.6)")
+
+
+if __name__ == "__main__":
+    main()

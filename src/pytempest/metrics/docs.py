@@ -31,7 +31,9 @@ from pytempest import Topology
 from pytempest.metrics import PrometheusTarget, StatsdTarget
 
 topology = Topology(
-    "clicks", pipeline, source,
+    "clicks",
+    pipeline,
+    source,
     metric_targets=[PrometheusTarget(port=9464), StatsdTarget(host="127.0.0.1:8125", prefix="pt")],
     metric_flush_interval_ms=5_000,
 )
@@ -65,9 +67,9 @@ class Score(Task):
 
     def handle(self, body):
         if is_perfect(body):
-            self.metrics.incr("perfect_msg")      # <topology>.score.perfect_msg
-        self.metrics.gauge("model_version", 7)    # <topology>.score.model_version
-        self.metrics.timing("lookup", 3.2)        # a timer, in ms
+            self.metrics.incr("perfect_msg")  # <topology>.score.perfect_msg
+        self.metrics.gauge("model_version", 7)  # <topology>.score.model_version
+        self.metrics.timing("lookup", 3.2)  # a timer, in ms
 ```
 
 They live in the same registry, so they are flushed with the rest to every target and

@@ -102,7 +102,7 @@ def run_once(url: str, name: str, pipeline: Pipeline, n: int, workers: int) -> R
     client = redis.Redis.from_url(url)
     key, group = f"bench:dist:{uuid.uuid4().hex[:8]}", "g"
     top = topology(name, pipeline, url, key, group)
-    settings = BusSettings()
+    settings = BusSettings.from_env()
     procs = []
     try:
         fill(client, key, n)

@@ -32,6 +32,7 @@ from pytempest.redis import keyspace
 from pytempest.redis.connection import check_url, connect, connection_error, connection_problem, is_busygroup
 from pytempest.runtimes.redis_bus import wire
 from pytempest.runtimes.redis_bus.heartbeat import (
+    MEMBER_RETAIN_MS,
     base_fields,
     cpu_ms,
     live_workers_per_task,
@@ -142,6 +143,7 @@ class RedisBusExecutor(Executor):
         await self._open_results()
         await self._beat()
         await client.sadd(keyspace.TOPOLOGIES, self.topology)
+        await self._prune_status()
         log.info(
             "topology %s: instance %s sends task messages through Redis; results on %s",
             self.topology, self.instance, self.results_key,
@@ -154,6 +156,21 @@ class RedisBusExecutor(Executor):
         marker, _ = await pipe.execute()
         if self._last_id == b"0-0":
             self._last_id = marker
+
+    async def _prune_status(self) -> None:
+        """Forget the status snapshots of instances that stopped more than a day ago."""
+        key = keyspace.status(self.topology)
+        cutoff = now_ms() - MEMBER_RETAIN_MS
+        old = []
+        for instance, raw in (await self._client.hgetall(key)).items():
+            try:
+                written = int(json.loads(raw).get("written_ms", 0))
+            except (ValueError, AttributeError, TypeError):
+                written = 0
+            if written < cutoff:
+                old.append(instance)
+        if old:
+            await self._client.hdel(key, *old)
 
     def submit(self, batch: TaskBatch) -> None:
         ref = self._next_ref
@@ -276,7 +293,7 @@ class RedisBusExecutor(Executor):
                     del outstanding[ref]
                     self._local.append(self._too_large(batch, n))
                     continue
-                if items and (len(items) >= s.entry_max_bodies or size + n > s.entry_max_bytes):
+                if items and (len(items) >= s.entry_max_batches or size + n > s.entry_max_bytes):
                     entries.append(
                         (self._streams[t], wire.encode_tasks(self.instance, sent_ms, items), bodies_n)
                     )

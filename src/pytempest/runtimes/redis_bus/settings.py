@@ -38,8 +38,10 @@ class BusSettings:
         60_000, "the result stream of a topology instance expires this long after its last heartbeat"
     )
     block_ms: int = _setting(1000, "how long one blocking XREAD / XREADGROUP waits for data")
-    entry_max_bodies: int = _setting(
-        64, "at most this many task messages are packed into one task stream entry"
+    entry_max_batches: int = _setting(
+        64,
+        "at most this many batches (the task messages of one source message for one task, "
+        "up to Task.batch) are packed into one task stream entry",
     )
     entry_max_bytes: int = _setting(
         1 << 20, "a task stream entry is closed once its bodies reach this many bytes"
@@ -47,7 +49,9 @@ class BusSettings:
     max_message_bytes: int = _setting(
         16 << 20, "a batch of task messages or of results larger than this fails its source message"
     )
-    prefetch: int = _setting(4, "task stream entries a worker reads ahead and holds, per stream")
+    prefetch: int = _setting(
+        4, "task stream entries a worker holds (read, not answered yet) per task it serves"
+    )
     claim_idle_ms: int = _setting(
         30_000, "a worker claims task stream entries pending this long in another consumer (XAUTOCLAIM)"
     )

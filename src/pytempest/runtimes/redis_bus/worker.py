@@ -54,6 +54,7 @@ log = logging.getLogger("pytempest.worker")
 
 GROUP = keyspace.TASK_GROUP
 INSTANCE_CHECK_S = 1.0
+ANSWER_SLICE_S = 0.005
 
 
 @dataclass(slots=True)
@@ -329,6 +330,8 @@ class Worker:
 
     # -- handling --------------------------------------------------------------------------
     async def _handle_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        slice_end = loop.time() + ANSWER_SLICE_S
         while True:
             entry = await self._queue.get()
             if entry is None:
@@ -337,9 +340,12 @@ class Worker:
             self._done.append(done)
             if not self._write_wake.is_set():
                 self._write_wake.set()
-            # Let the writer answer this entry now: a queue that is not empty never
-            # suspends ``get``, and inline tasks never suspend either.
-            await asyncio.sleep(0)
+            # A queue that is not empty never suspends ``get`` and inline tasks never
+            # suspend: yield so the writer answers what is done, at least every slice
+            # (answers of the entries handled within one slice share one MULTI).
+            if self._queue.empty() or loop.time() >= slice_end:
+                await asyncio.sleep(0)
+                slice_end = loop.time() + ANSWER_SLICE_S
 
     async def _handle(self, entry: _Entry) -> _Done:
         done = _Done(entry.stream, entry.entry_id)

@@ -192,7 +192,7 @@ def test_retry_then_dead_letter_stream_with_three_attempts_and_the_poison_blocks
         "poison",
         Pipeline().task(record),
         source(redis_url, key, "c1", block_ms=20),
-        failure_policy=FailurePolicy.retry(2, delay_ms=200),
+        failure_policy=FailurePolicy.retry(2, delay_ms=300),
         dead_letter=RedisStreamDeadLetter(redis_url, dlq),
         max_pending=2,  # one slot waits on the poison's retries; the other must keep going
     )

@@ -87,7 +87,8 @@ class RedisStreamSource(RedisSourceBase):
             are in ``SourceMsg.meta``.
         prefetch: after a poll that returned entries, read the next batch (as many as
             that poll asked for, without blocking) while the engine handles this one
-            (default True). Prefetched entries count as in flight here.
+            (default True; off with ack policy ``none``, whose read-ahead entries would
+            be lost on a stop). Prefetched entries count as in flight here.
         dead_letter: where the ``dead_letter`` handler writes; when not given, the
             engine binds the topology's dead letter.
     """
@@ -230,7 +231,7 @@ class RedisStreamSource(RedisSourceBase):
                 buffer.extend(msgs[n:])
         else:
             out = [buffer.popleft() for _ in range(min(n, len(buffer)))]
-        if out and self.prefetch and not buffer:
+        if out and self.prefetch and not self._noack and not buffer:
             # Read the next batch while the engine handles this one (no BLOCK: an empty
             # stream costs one quick round trip, then the next poll blocks as usual).
             self._prefetch = asyncio.ensure_future(self._read(n, 0))

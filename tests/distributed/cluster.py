@@ -169,7 +169,15 @@ class Cluster:
 
     def final_metrics(self) -> dict[str, dict[str, float]]:
         """The final metric snapshot of every topology instance that stopped cleanly."""
-        raw = self.client.hgetall("{pt:" + self.name + "}:status")
+        return self.final_metrics_on(self.url)
+
+    def final_metrics_on(self, url: str) -> dict[str, dict[str, float]]:
+        """:meth:`final_metrics` read from the bus Redis at ``url``."""
+        client = redis.Redis.from_url(url)
+        try:
+            raw = client.hgetall("{pt:" + self.name + "}:status")
+        finally:
+            client.close()
         snaps = {k.decode(): json.loads(v) for k, v in raw.items()}
         return {k: s["metrics"] for k, s in snaps.items() if s.get("final")}
 
@@ -216,3 +224,42 @@ def stop(proc: Proc, timeout: float = 30.0) -> int:
     """SIGTERM ``proc`` and return its exit code."""
     proc.signal(signal.SIGTERM)
     return proc.wait(timeout)
+
+
+class SpareRedis:
+    """A private redis-server without persistence on a free port (restartable)."""
+
+    def __init__(self, tmp: Path) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.dir = tmp / "spare-redis"
+        self.dir.mkdir()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+        def ping() -> bool:
+            client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+            try:
+                return bool(client.ping())
+            except redis.RedisError:
+                return False
+            finally:
+                client.close()
+
+        wait_for(f"redis-server on port {self.port}", ping, 10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None

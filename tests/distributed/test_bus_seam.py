@@ -16,8 +16,9 @@ from pytempest.engine.completion import MessageState
 from pytempest.engine.engine import Engine
 from pytempest.engine.events import EngineObserver
 from pytempest.engine.executor import BatchResult, TaskBatch, TaskFailure
-from pytempest.errors import ConfigError, WireError
+from pytempest.errors import ConfigError, TaskSetupError, WireError
 from pytempest.metrics.registry import Registry
+from pytempest.metrics.target import MetricTarget
 from pytempest.model.message import SourceMsg
 from pytempest.runtimes.redis_bus import BusSettings, RedisBusExecutor, Worker, wire
 from pytempest.sources import MemorySource
@@ -270,6 +271,56 @@ def test_a_result_that_comes_twice_is_applied_once(redis_url: str, key_prefix: s
     assert results[0].outputs == [b"out"] and results[0].handled == 1
     assert executor.results.value == 2 and executor.dropped.value == 1
     _forget(redis_url, key_prefix)
+
+
+class Recording(MetricTarget):
+    """Keeps the last snapshot each registry flushed (the engine's and the worker's)."""
+
+    def __init__(self) -> None:
+        self.snapshots: dict[int, dict[str, float]] = {}
+
+    def flush(self, registry: Registry) -> None:
+        self.snapshots[id(registry)] = registry.snapshot()
+
+
+def test_worker_flushes_its_metrics_and_user_metrics_to_the_targets(redis_url: str, key_prefix: str) -> None:
+    class Count(Task):
+        name = "count"
+
+        def handle(self, body: bytes) -> None:
+            self.metrics.incr("even" if int(body) % 2 == 0 else "odd")
+
+    target = Recording()
+    topology = Topology(
+        key_prefix,
+        Pipeline().task(Count()),
+        MemorySource([str(i) for i in range(11)]),
+        metric_targets=[target],
+    )
+    _, worker, _ = asyncio.run(run_with_worker(topology, redis_url))
+    flushed = target.snapshots[id(worker.registry)]
+    p = key_prefix + ".count."
+    assert flushed[p + "even"] == 6 and flushed[p + "odd"] == 5
+    assert flushed[p + "worker.msg.handle"] == 11
+    _forget(redis_url, key_prefix)
+
+
+def test_a_failing_task_setup_stops_the_worker_with_its_name(redis_url: str, key_prefix: str) -> None:
+    class Broken(Task):
+        name = "broken"
+
+        def setup(self) -> None:
+            raise RuntimeError("no database")
+
+        def handle(self, body: bytes) -> None:
+            return None
+
+    topology = Topology(key_prefix, Pipeline().task(Broken()), MemorySource([]))
+    worker = Worker(topology, None, redis_url, settings=FAST)
+    with pytest.raises(
+        TaskSetupError, match="setup\\(\\) of task 'broken' failed: RuntimeError: no database"
+    ):
+        asyncio.run(worker.run())
 
 
 def test_settings_from_environment_and_their_errors() -> None:

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytempest.engine.executor import TaskFailure
-from pytempest.errors import ConfigError, WireError
+from pytempest.errors import ConfigError, TaskSetupError, WireError
+from pytempest.metrics.flusher import MetricsFlusher
 from pytempest.metrics.registry import Registry, ScopedMetrics
 from pytempest.model.message import now_ms
 from pytempest.model.policy import Backoff
@@ -125,6 +126,7 @@ class Worker:
         self._main: asyncio.Task[Any] | None = None
         self._started_tasks: list[Any] = []
         self._heartbeat: HeartbeatThread | None = None
+        self._flusher: MetricsFlusher | None = None
         self._metrics = [self._task_metrics(n) for n in names]
 
     def _task_metrics(self, task: str) -> tuple[Any, ...]:
@@ -186,12 +188,31 @@ class Worker:
         for task in self.tasks:
             task.metrics = ScopedMetrics(self.registry, topology=self.topology.name, task=task.name)
         for task in self.tasks:
-            await maybe_await(task.setup())
+            try:
+                await maybe_await(task.setup())
+            except Exception as exc:
+                raise TaskSetupError(
+                    f"worker {self.name}: setup() of task {task.name!r} failed: {type(exc).__name__}: {exc}"
+                ) from exc
             self._started_tasks.append(task)
+        self._flusher = await self._open_flusher()
         self._heartbeat = HeartbeatThread(self)
         self._heartbeat.start()
         log.info("worker %s: serving tasks %s of topology %s", self.name, ", ".join(self.task_names),
                  self.topology.name)  # fmt: skip
+
+    async def _open_flusher(self) -> MetricsFlusher | None:
+        top = self.topology
+        if not top.metric_targets:
+            return None
+        flusher = MetricsFlusher(self.registry, top.metric_targets, top.metric_flush_interval_ms)
+        try:
+            await flusher.open()
+        except Exception as exc:
+            # E.g. a Prometheus port the topology process on this machine already serves.
+            log.warning("worker %s: its metrics go to no target: opening them failed: %r", self.name, exc)
+            return None
+        return flusher
 
     async def _create_groups(self) -> None:
         for key in self.keys:
@@ -207,12 +228,16 @@ class Worker:
                 producers = [group.create_task(self._read_loop()), group.create_task(self._claim_loop())]
                 handler = group.create_task(self._handle_loop())
                 writer = group.create_task(self._write_loop())
+                if self._flusher is not None:
+                    group.create_task(self._flusher.run())
                 await asyncio.gather(*producers)
                 self._queue.put_nowait(None)
                 await handler
                 self._handler_done = True
                 self._write_wake.set()
                 await writer
+                if self._flusher is not None:
+                    self._flusher.stop()
         except BaseExceptionGroup as eg:
             raise eg.exceptions[0] from None
 
@@ -224,6 +249,8 @@ class Worker:
                 log.exception("worker %s: teardown of task %r failed", self.name, task.name)
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._flusher is not None:
+            await self._flusher.close()
         if self._heartbeat is not None:
             self._heartbeat.stop(goodbye=True)
         if self._client is not None and self.in_hand == 0:

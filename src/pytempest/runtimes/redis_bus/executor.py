@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -32,15 +31,13 @@ from pytempest.redis import keyspace
 from pytempest.redis.connection import check_url, connect, connection_error, connection_problem, is_busygroup
 from pytempest.runtimes.redis_bus import wire
 from pytempest.runtimes.redis_bus.heartbeat import (
-    MEMBER_RETAIN_MS,
     base_fields,
     cpu_ms,
-    live_workers_per_task,
     make_name,
     queue_beat,
     queue_goodbye,
-    read_members,
 )
+from pytempest.runtimes.redis_bus.presence import Census, prune_status, publish_status
 from pytempest.runtimes.redis_bus.settings import BusSettings
 
 log = logging.getLogger("pytempest.bus")
@@ -94,7 +91,7 @@ class RedisBusExecutor(Executor):
         self._run_done = asyncio.Event()
         self._cancelled = 0
         self.worker_counts: dict[str, int] = {}
-        self._last_warn: dict[str, float] = {}
+        self._census = Census(topology, [], self.settings.no_worker_warn_ms)
         r, t = self.registry, topology
         self.sent_entries = r.counter("bus.entry.sent", topology=t)
         self.sent_msgs = r.counter("bus.msg.sent", topology=t)
@@ -112,6 +109,7 @@ class RedisBusExecutor(Executor):
         self._buffers = [[] for _ in graph.names]
         self._on_result = on_result
         self.worker_counts = dict.fromkeys(graph.names, 0)
+        self._census = Census(self.topology, list(graph.names), self.settings.no_worker_warn_ms)
         for name in graph.names:
             self.registry.gauge(
                 "bus.workers",
@@ -143,7 +141,7 @@ class RedisBusExecutor(Executor):
         await self._open_results()
         await self._beat()
         await client.sadd(keyspace.TOPOLOGIES, self.topology)
-        await self._prune_status()
+        await prune_status(client, self.topology)
         log.info(
             "topology %s: instance %s sends task messages through Redis; results on %s",
             self.topology, self.instance, self.results_key,
@@ -156,21 +154,6 @@ class RedisBusExecutor(Executor):
         marker, _ = await pipe.execute()
         if self._last_id == b"0-0":
             self._last_id = marker
-
-    async def _prune_status(self) -> None:
-        """Forget the status snapshots of instances that stopped more than a day ago."""
-        key = keyspace.status(self.topology)
-        cutoff = now_ms() - MEMBER_RETAIN_MS
-        old = []
-        for instance, raw in (await self._client.hgetall(key)).items():
-            try:
-                written = int(json.loads(raw).get("written_ms", 0))
-            except (ValueError, AttributeError, TypeError):
-                written = 0
-            if written < cutoff:
-                old.append(instance)
-        if old:
-            await self._client.hdel(key, *old)
 
     def submit(self, batch: TaskBatch) -> None:
         ref = self._next_ref
@@ -398,7 +381,7 @@ class RedisBusExecutor(Executor):
                 await self._beat()
                 if now_ms() >= next_census:
                     next_census = now_ms() + s.status_interval_ms
-                    await self._census()
+                    self.worker_counts = await self._census.take(self._client)
                     await self.publish_status()
             except Exception as exc:
                 if not connection_problem(exc):
@@ -432,31 +415,6 @@ class RedisBusExecutor(Executor):
             "cpu_ms": cpu_ms(),
         }
 
-    async def _census(self) -> None:
-        members = await read_members(self._client, self.topology)
-        self.worker_counts = live_workers_per_task(members, list(self._names))
-        now = asyncio.get_running_loop().time()
-        for task, n in self.worker_counts.items():
-            if n:
-                self._last_warn.pop(task, None)
-                continue
-            last = self._last_warn.get(task)
-            if last is None or now - last >= self.settings.no_worker_warn_ms / 1000:
-                self._last_warn[task] = now
-                log.warning(
-                    "topology %s: no live worker for task %s; its task messages wait in %s. "
-                    "Start one: pytempest task <target> %s --redis <url>",
-                    self.topology, task, keyspace.task_stream(self.topology, task), task,
-                )  # fmt: skip
-
     async def publish_status(self, client: Any = None, final: bool = False) -> None:
         """Write this instance's metric snapshot to ``{pt:<topology>}:status``."""
-        snapshot = {
-            "instance": self.instance,
-            "written_ms": now_ms(),
-            "final": final,
-            "metrics": self.registry.snapshot(),
-        }
-        await (client or self._client).hset(
-            keyspace.status(self.topology), self.instance, json.dumps(snapshot)
-        )
+        await publish_status(client or self._client, self.topology, self.instance, self.registry, final)

@@ -29,7 +29,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytempest.engine.executor import TaskFailure
 from pytempest.errors import ConfigError, TaskSetupError, WireError
 from pytempest.metrics.flusher import MetricsFlusher
 from pytempest.metrics.registry import Registry, ScopedMetrics
@@ -44,10 +43,11 @@ from pytempest.redis.connection import (
     is_busygroup,
     is_nogroup,
 )
-from pytempest.runtimes.inprocess import Outcome, maybe_await, run_async_bodies, run_sync_bodies
+from pytempest.runtimes.inprocess import maybe_await
 from pytempest.runtimes.redis_bus import wire
 from pytempest.runtimes.redis_bus.heartbeat import heartbeat_key, make_name
 from pytempest.runtimes.redis_bus.lease import HeartbeatThread, WorkerCounts
+from pytempest.runtimes.redis_bus.runner import TaskRunner
 from pytempest.runtimes.redis_bus.settings import BusSettings
 from pytempest.topology import Topology
 
@@ -106,12 +106,14 @@ class Worker:
         self.tasks = [graph.tasks[graph.index(n)] for n in names]
         self.keys = [keyspace.task_stream(topology.name, n) for n in names]
         self._index = {k.encode(): i for i, k in enumerate(self.keys)}
-        self._filters = [t.has_filter() for t in self.tasks]
-        self._sems = [asyncio.Semaphore(max(1, t.concurrency)) for t in self.tasks]
         self._pool = (
             ThreadPoolExecutor(max_threads, "pytempest-task") if any(t.threaded for t in self.tasks) else None
         )
         self.counts = WorkerCounts()
+        self._runners = [
+            TaskRunner(t, topology.name, self.registry, self.settings, self.counts, self._pool)
+            for t in self.tasks
+        ]
         self.held: list[dict[bytes, float]] = [{} for _ in names]
         self._queue: asyncio.Queue[_Entry | None] = asyncio.Queue()
         self._done: list[_Done] = []
@@ -127,16 +129,6 @@ class Worker:
         self._started_tasks: list[Any] = []
         self._heartbeat: HeartbeatThread | None = None
         self._flusher: MetricsFlusher | None = None
-        self._metrics = [self._task_metrics(n) for n in names]
-
-    def _task_metrics(self, task: str) -> tuple[Any, ...]:
-        r, t = self.registry, self.topology.name
-        return (
-            r.counter("worker.msg.handle", topology=t, task=task),
-            r.counter("worker.msg.skipped", topology=t, task=task),
-            r.counter("worker.msg.outflow", topology=t, task=task),
-            r.counter("worker.msg.error", topology=t, task=task),
-        )
 
     # -- control --------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -282,8 +274,11 @@ class Worker:
     async def _redis_trouble(self, exc: Exception, what: str, backoff: Backoff) -> None:
         if is_nogroup(exc):
             log.warning("worker %s: consumer group missing (Redis restarted?); recreating it", self.name)
-            await self._create_groups()
-            return
+            try:
+                await self._create_groups()
+                return
+            except Exception as again:
+                exc = again
         if not connection_problem(exc):
             raise exc
         self.counts.redis_errors += 1
@@ -387,78 +382,17 @@ class Worker:
             self.counts.orphaned += 1
             return done
         done.reply_to = keyspace.result_stream(self.topology.name, instance)
+        runner = self._runners[entry.stream]
         if entry.deliveries > self.settings.max_deliveries:
             self.counts.poison += 1
-            outcomes = [self._poison(entry, item) for item in items]
+            outcomes = runner.poison(items, entry.deliveries)
         else:
-            outcomes = await self._run(entry.stream, items)
+            outcomes = await runner.run(items)
             if entry.deliveries > 1:
                 self.counts.redelivered += sum(len(item[5]) for item in items)
-        done.chunks = self._encode(entry.stream, items, outcomes)
+        done.chunks = runner.encode(self.name, items, outcomes)
         self.counts.entries += 1
         return done
-
-    async def _run(self, i: int, items: list[wire.TaskItem]) -> list[Outcome]:
-        task, has_filter = self.tasks[i], self._filters[i]
-        if task.is_async():
-            sem = self._sems[i]
-            return list(
-                await asyncio.gather(*(run_async_bodies(task, has_filter, sem, it[5]) for it in items))
-            )
-        if task.threaded and self._pool is not None:
-            loop = asyncio.get_running_loop()
-            jobs = [
-                loop.run_in_executor(self._pool, run_sync_bodies, task, has_filter, it[5]) for it in items
-            ]
-            return list(await asyncio.gather(*jobs))
-        return [run_sync_bodies(task, has_filter, item[5]) for item in items]
-
-    def _poison(self, entry: _Entry, item: wire.TaskItem) -> Outcome:
-        return (
-            [],
-            0,
-            0,
-            0.0,
-            TaskFailure(
-                "MaxDeliveriesExceeded",
-                f"task {self.task_names[entry.stream]!r} message of source message {item[1]} was delivered "
-                f"{entry.deliveries} times (max_deliveries={self.settings.max_deliveries}); each worker that "
-                "took it died or stalled before answering (a crash or OOM kill in handle()?)",
-                expected=True,
-            ),
-        )
-
-    def _encode(self, i: int, items: list[wire.TaskItem], outcomes: list[Outcome]) -> list[bytes]:
-        limit = self.settings.max_message_bytes
-        handle_c, skipped_c, outflow_c, error_c = self._metrics[i]
-        results: list[wire.ResultItem] = []
-        sizes: list[int] = []
-        for item, (outputs, handled, skipped, elapsed, failure) in zip(items, outcomes, strict=True):
-            size = wire.item_bytes(outputs)
-            if size > limit:
-                failure = self._too_large(i, item, size)
-                outputs, size = [], 0
-            handle_c.value += handled
-            skipped_c.value += skipped
-            outflow_c.value += len(outputs)
-            self.counts.handled += handled + skipped
-            if failure is not None:
-                error_c.value += 1
-                self.counts.errors += 1
-            results.append(
-                [item[0], outputs, handled, skipped, round(elapsed, 3), wire.failure_to_wire(failure)]
-            )
-            sizes.append(size)
-        return [wire.encode_results(self.name, chunk) for chunk in wire.chunk_results(results, sizes, limit)]
-
-    def _too_large(self, i: int, item: wire.TaskItem, size: int) -> TaskFailure:
-        return TaskFailure(
-            "MessageTooLarge",
-            f"task {self.task_names[i]!r} emitted {size} bytes for source message {item[1]} (attempt "
-            f"{item[2]}); the distributed runtime's limit is {self.settings.max_message_bytes} bytes "
-            "(max_message_bytes / PYTEMPEST_BUS_MAX_MESSAGE_BYTES)",
-            expected=True,
-        )
 
     async def _instance_alive(self, instance: str) -> bool:
         now = asyncio.get_running_loop().time()

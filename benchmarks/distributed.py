@@ -174,14 +174,14 @@ def measure(
         setting = "in process" if w == 0 else f"{w} worker{'s' if w > 1 else ''}"
         wtext = f"{wcpu:>13.1f} us" if w else f"{'-':>16}"
         print(f"  {setting:<14} {n / sec:>9.0f} {base / sec:>6.2f} {tcpu:>14.1f} us {wtext}")
-    best = min((statistics.median(r.topology_cpu_s for r in results[w]) / n for w in workers), default=0)
-    per_worker = statistics.median(r.worker_cpu_s for r in results[workers[0]]) / n if workers else 0
-    if best:
-        print(
-            f"  one topology process (one core) can send at most ~{1 / best:,.0f} source msgs/s; "
-            f"with one worker needing {per_worker * 1e6:.1f} us per message, it can feed ~{per_worker / best:.1f} "
-            "busy workers"
-        )
+    topo = min(statistics.median(r.topology_cpu_s for r in results[w]) / n for w in workers)
+    worker = statistics.median(r.worker_cpu_s for r in results[workers[0]]) / n
+    print(
+        f"  bound: one topology process (one core) tops out near {1 / topo:,.0f} source msgs/s; it keeps "
+        f"N workers busy when each needs T us of CPU per source message, N ~ T / {topo * 1e6:.0f} us "
+        f"(these no-op workers need {worker * 1e6:.0f} us: the topology is the limit; with 1 ms of task "
+        f"work per source message, N ~ {1e-3 / topo:.0f})"
+    )
 
 
 def main() -> None:

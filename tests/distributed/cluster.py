@@ -132,9 +132,10 @@ class Cluster:
         data: dict[str, Any] = json.loads(out.stdout)["topologies"][0]
         return data
 
-    def status_text(self) -> str:
+    def status_text(self, all_topologies: bool = False) -> str:
+        name = [] if all_topologies else [self.name]
         out = subprocess.run(
-            [sys.executable, "-c", ENTRY, "status", "--redis", self.url, self.name],
+            [sys.executable, "-c", ENTRY, "status", "--redis", self.url, *name],
             capture_output=True, timeout=30, env=self.env, check=True,
         )  # fmt: skip
         return out.stdout.decode()

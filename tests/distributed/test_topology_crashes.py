@@ -97,6 +97,7 @@ def test_topology_without_workers_reports_zero_workers(
         assert tasks["T1"]["lag"] >= 1  # the T1 entry waits, undelivered
         text = c.status_text()
         assert "T1" in text and "no live worker" in text
+        assert f"topology {c.name}" in c.status_text(all_topologies=True)
 
         assert stop(top) == 0, top.log()[-3000:]
         # Nothing could finish: the 10 messages stay unacked at the source.

@@ -186,9 +186,11 @@ class RedisBusExecutor(Executor):
         everything: list[asyncio.Task[Any]] = [stop, *tasks]
         try:
             done, _ = await asyncio.wait(everything, return_when=asyncio.FIRST_COMPLETED)
-            for task in tasks:
+            for (name, _), task in zip(loops, tasks, strict=True):
                 error = task.exception() if task in done and not task.cancelled() else None
                 if error is not None:
+                    log.critical("topology %s: the distributed runtime's %s loop died: %r",
+                                 self.topology, name, error)  # fmt: skip
                     raise error
         finally:
             for task in everything:

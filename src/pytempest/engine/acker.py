@@ -103,13 +103,17 @@ class Acker:
             calls = [ids]
         if self._ids:
             self._oldest = time.monotonic() - self.policy.interval_ms / 1000
+        acked = 0
         for n, chunk in enumerate(calls):
             try:
                 await self.source.ack(chunk)
             except Exception as exc:
+                if acked:
+                    self.on_acked(acked, True)
                 self._failed([i for c in calls[n:] for i in c], exc)
                 return False
-            self.on_acked(len(chunk), True)
+            acked += len(chunk)
+        self.on_acked(acked, True)
         self._failures = 0
         self._backoff.reset()
         return True

@@ -92,6 +92,10 @@ class CompletionTracker:
         template[2 * n] = 1
         self._template = template
 
+    def new_state(self, msg: SourceMsg) -> MessageState:
+        """The state of a new attempt, with nothing handed to any task yet."""
+        return MessageState(msg, self._template.copy(), self.n, self.stage)
+
     def start(self, msg: SourceMsg) -> MessageState:
         """Make the state of a new attempt and hand the body to the root task."""
         state = MessageState(msg, self._template.copy(), self.n, self.stage)

@@ -69,6 +69,9 @@ class Engine:
             (``SourceConnectionError``) instead of failing at once.
         metrics: count the engine's own metrics (default). False leaves them out (to
             measure their cost); task and source metrics and targets still work.
+        cohorts: let an executor whose tasks are all inline run each poll as one cohort
+            (``runtimes/cohort.py``); off while extra observers are attached, since they
+            would miss the per-batch events.
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class Engine:
         clock: Callable[[], int] = now_ms,
         wait_for_source: bool = True,
         metrics: bool = True,
+        cohorts: bool = True,
     ) -> None:
         if executor is None:
             from pytempest.runtimes.inprocess import InProcessExecutor
@@ -111,6 +115,9 @@ class Engine:
         # task_done runs once per batch: call the metrics observer directly and only the
         # other observers that implement it.
         self._task_observers = [ob for ob in observers if type(ob).task_done is not EngineObserver.task_done]
+        self._extra = bool(observers)
+        self.cohorts = cohorts
+        self._cohorts = False
         self.tracker = CompletionTracker(self.graph, self._dispatch)
         self.wheel = DeadlineWheel()
         self.inflight: dict[str, MessageState] = {}
@@ -203,6 +210,8 @@ class Engine:
                 await dead_letter.setup()
             try:
                 await self.executor.start(self.graph, self._on_result)
+                # The cohort fast path skips per-batch events: only with no extra observer.
+                self._cohorts = self.cohorts and not self._extra and self.executor.supports_cohorts()
                 await self._run_loops(duration_ms)
             finally:
                 await self.executor.stop()
@@ -389,12 +398,37 @@ class Engine:
 
     def _admit(self, msgs: list[SourceMsg]) -> None:
         self._emit("read", msgs)
+        if self._cohorts:
+            self._run_cohort(msgs)
+            return
         timeout = self.topology.msg_timeout_ms
         for msg in msgs:
             if msg.id in self.inflight or msg.id in self.retry_wait:
                 self._emit("duplicate", msg)
                 continue
             self._start(msg, timeout)
+
+    def _run_cohort(self, msgs: list[SourceMsg]) -> None:
+        """The fast path: run the whole poll through an inline pipeline at once."""
+        fresh: list[SourceMsg] = []
+        seen: set[str] = set()
+        for msg in msgs:
+            if msg.id in seen or msg.id in self.inflight or msg.id in self.retry_wait:
+                self._emit("duplicate", msg)
+                continue
+            seen.add(msg.id)
+            fresh.append(msg)
+        outcome = self.executor.run_cohort([m.body for m in fresh])
+        self.metrics.cohort_tallies(outcome.tallies)
+        failed = outcome.failed
+        done = [m for i, m in enumerate(fresh) if i not in failed] if failed else fresh
+        if done:
+            self._emit("completed_many", done, self.clock())
+            add = self.acker.add
+            for msg in done:
+                add(msg.id)
+        for i, (task, failure) in failed.items():
+            self._fail(self.tracker.new_state(fresh[i]), "error", self.graph.names[task], failure)
 
     def _start(self, msg: SourceMsg, timeout: int) -> None:
         state = self.tracker.start(msg)

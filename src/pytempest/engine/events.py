@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from pytempest.deadletters.base import DeadLetterRecord
 from pytempest.engine.completion import MessageState
-from pytempest.engine.executor import BatchResult, TaskFailure
+from pytempest.engine.executor import BatchResult, TaskFailure, TaskTally
 from pytempest.metrics.registry import Counter, Registry, Timer
 from pytempest.model.message import SourceMsg
 from pytempest.model.pipeline import Graph
@@ -36,6 +36,16 @@ class EngineObserver:
 
     def completed(self, state: MessageState, now_ms: int) -> None:
         """Every task of the message is complete; it is queued for acking."""
+
+    def completed_many(self, msgs: Sequence[SourceMsg], now_ms: int) -> None:
+        """Messages of a cohort are done (the fast path; see ``runtimes/cohort.py``).
+
+        The engine takes the fast path only while no extra observer is attached, so only
+        the built-in observers need this event.
+        """
+
+    def cohort_tallies(self, tallies: Sequence[TaskTally]) -> None:
+        """What every task did for one cohort (the fast path's ``task_done``)."""
 
     def failed(self, state: MessageState, reason: str, task: str | None, failure: TaskFailure | None) -> None:
         """An attempt failed (``reason`` is ``error`` or ``timeout``)."""
@@ -130,6 +140,30 @@ class MetricsObserver(EngineObserver):
         self.completed_count.value += 1
         self.latency.observe(now_ms - state.msg.read_at)
 
+    def completed_many(self, msgs: Sequence[SourceMsg], now_ms: int) -> None:
+        self.completed_count.value += len(msgs)
+        waits: dict[int, int] = {}
+        for msg in msgs:  # messages of one poll mostly share read_at: one observation each
+            wait = now_ms - msg.read_at
+            waits[wait] = waits.get(wait, 0) + 1
+        for wait, n in waits.items():
+            self.latency.observe(wait, n)
+
+    def cohort_tallies(self, tallies: Sequence[TaskTally]) -> None:
+        for t, tally in enumerate(tallies):
+            done = tally.handled + tally.skipped
+            if not done:
+                continue
+            self.inflow[t].value += done
+            self.handle[t].value += tally.handled
+            if tally.skipped:
+                self.skipped[t].value += tally.skipped
+            if tally.outflow:
+                self.outflow[t].value += tally.outflow
+            if tally.errors:
+                self.errors[t].value += tally.errors
+            self.handle_time[t].observe(tally.elapsed_ms / done, done)
+
     def failed(self, state: MessageState, reason: str, task: str | None, failure: TaskFailure | None) -> None:
         if reason == "timeout":
             self.timeout_count.value += 1
@@ -183,6 +217,12 @@ class NoMetrics(MetricsObserver):
         return None
 
     def completed(self, state: MessageState, now_ms: int) -> None:
+        return None
+
+    def completed_many(self, msgs: Sequence[SourceMsg], now_ms: int) -> None:
+        return None
+
+    def cohort_tallies(self, tallies: Sequence[TaskTally]) -> None:
         return None
 
     def failed(self, state: MessageState, reason: str, task: str | None, failure: TaskFailure | None) -> None:
@@ -245,11 +285,15 @@ class LogObserver(EngineObserver):
 
     def completed(self, state: MessageState, now_ms: int) -> None:
         if self._debug:
-            msg = state.msg
-            log.debug(
-                "topology %s: message %s done in %d ms (attempt %d)",
-                self.topology, msg.id, now_ms - msg.read_at, msg.deliveries, extra=self._extra(msg, None),
-            )  # fmt: skip
+            self.completed_many([state.msg], now_ms)
+
+    def completed_many(self, msgs: Sequence[SourceMsg], now_ms: int) -> None:
+        if self._debug:
+            for msg in msgs:
+                log.debug(
+                    "topology %s: message %s done in %d ms (attempt %d)",
+                    self.topology, msg.id, now_ms - msg.read_at, msg.deliveries, extra=self._extra(msg, None),
+                )  # fmt: skip
 
     def retried(self, msg: SourceMsg, delay_ms: int) -> None:
         if self._debug:

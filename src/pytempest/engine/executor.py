@@ -67,6 +67,29 @@ class BatchResult:
 OnResult = Callable[[BatchResult], None]
 
 
+@dataclass(slots=True)
+class TaskTally:
+    """What one task did for one cohort (for its metrics)."""
+
+    handled: int = 0
+    skipped: int = 0
+    outflow: int = 0
+    errors: int = 0
+    elapsed_ms: float = 0.0
+
+
+@dataclass(slots=True)
+class CohortOutcome:
+    """The result of :meth:`Executor.run_cohort`.
+
+    ``failed`` maps the index of a source message in the cohort to (task index, failure);
+    every other message of the cohort is done.
+    """
+
+    failed: dict[int, tuple[int, TaskFailure]] = field(default_factory=dict)
+    tallies: list[TaskTally] = field(default_factory=list)
+
+
 class Executor(abc.ABC):
     """Runs task batches somewhere and reports their results.
 
@@ -96,6 +119,15 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     async def stop(self) -> None:
         """Stop taking work, let ``run`` return, call the tasks' ``teardown`` hooks."""
+
+    def supports_cohorts(self) -> bool:
+        """True when :meth:`run_cohort` can run whole cohorts (decided after ``start``)."""
+        return False
+
+    def run_cohort(self, bodies: list[bytes]) -> CohortOutcome:
+        """Run every task over a cohort of source message bodies, synchronously, on the
+        engine's thread (only called when :meth:`supports_cohorts` is True)."""
+        raise NotImplementedError
 
     def queue_depths(self) -> dict[int, int]:
         """Task messages waiting per task index (for gauges)."""

@@ -16,73 +16,23 @@ import asyncio
 import inspect
 import logging
 import time
-import traceback
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from typing import Any
 
 from pytempest.engine.completion import MessageState
-from pytempest.engine.executor import BatchResult, Executor, OnResult, TaskBatch, TaskFailure
-from pytempest.errors import TaskError, TaskSetupError
+from pytempest.engine.executor import BatchResult, CohortOutcome, Executor, OnResult, TaskBatch, TaskFailure
+from pytempest.errors import TaskSetupError
 from pytempest.model.pipeline import Graph
 from pytempest.model.task import Task
+from pytempest.runtimes.cohort import run_cohort
+from pytempest.runtimes.outputs import assemble_outputs, failure_of
 
 log = logging.getLogger("pytempest.runtime")
 
 INLINE, THREAD, ASYNC = 0, 1, 2
-TRACEBACK_LIMIT = 8000
-
-
-def failure_of(exc: BaseException) -> TaskFailure:
-    """Describe an exception raised by a task."""
-    text = "".join(traceback.format_exception(exc))
-    if len(text) > TRACEBACK_LIMIT:
-        text = "..." + text[-TRACEBACK_LIMIT:]
-    return TaskFailure(type(exc).__name__, str(exc), text, isinstance(exc, TaskError))
-
-
-def _bad_output(task: Task, value: object) -> TypeError:
-    return TypeError(
-        f"task {task.name!r} returned {type(value).__name__} {_short(value)}; handle() must "
-        "return None or an iterable of bytes or str (e.g. [body])"
-    )
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def normalize_outputs(task: Task, outputs: list[Any]) -> list[bytes]:
-    """Encode ``str`` outputs as UTF-8; anything but bytes-like or str is a TypeError."""
-    out: list[bytes] = []
-    for o in outputs:
-        if type(o) is bytes:
-            out.append(o)
-        elif isinstance(o, str):
-            out.append(o.encode("utf-8"))
-        elif isinstance(o, bytes | bytearray | memoryview):
-            out.append(bytes(o))
-        else:
-            raise TypeError(
-                f"task {task.name!r} emitted {type(o).__name__} {_short(o)}; every output "
-                "must be bytes or str"
-            )
-    return out
-
-
-def collect(task: Task, result: object, outputs: list[Any]) -> None:
-    """Append what one ``handle`` call returned to ``outputs`` (no per-item checks yet)."""
-    if result is None:
-        return
-    if type(result) is list:
-        outputs.extend(result)
-    elif isinstance(result, bytes | str | bytearray | memoryview | dict) or not isinstance(result, Iterable):
-        raise _bad_output(task, result)
-    else:
-        outputs.extend(result)
 
 
 Outcome = tuple[list[bytes], int, int, float, TaskFailure | None]
@@ -119,37 +69,12 @@ def run_sync_bodies(task: Task, has_filter: bool, bodies: list[bytes]) -> Outcom
             handled = len(results) + 1  # list.extend keeps what came before the error
             raise
         handled = len(kept)
-        present = [r for r in results if r is not None]
-        if present:
-            if set(map(type, present)) == {list}:
-                outputs = list(chain.from_iterable(present))
-            else:
-                for result in present:
-                    collect(task, result, outputs)
-            if set(map(type, outputs)) != {bytes} and outputs:
-                outputs = normalize_outputs(task, outputs)
+        outputs = assemble_outputs(task, results)
     except Exception as exc:
         failure = failure_of(exc)
         outputs = []
     elapsed = (time.perf_counter() - start) * 1000
     return outputs, handled, skipped, elapsed, failure
-
-
-def assemble_outputs(task: Task, results: list[Any]) -> list[bytes]:
-    """The outputs of some ``handle`` calls as one checked list of bytes."""
-    present = [r for r in results if r is not None]
-    if not present:
-        return []
-    outputs: list[Any]
-    if set(map(type, present)) == {list}:
-        outputs = list(chain.from_iterable(present))
-    else:
-        outputs = []
-        for result in present:
-            collect(task, result, outputs)
-    if outputs and set(map(type, outputs)) != {bytes}:
-        return normalize_outputs(task, outputs)
-    return outputs
 
 
 def run_sync_group(task: Task, batches: list[TaskBatch], on_result: OnResult) -> list[TaskBatch]:
@@ -215,12 +140,9 @@ async def run_async_bodies(
             results = [await one(bodies[0])]
         else:
             results = await asyncio.gather(*(one(b) for b in bodies))
-        for called, result in results:
-            handled += called
-            skipped += 1 - called
-            collect(task, result, outputs)
-        if outputs and set(map(type, outputs)) != {bytes}:
-            outputs = normalize_outputs(task, outputs)
+        handled = sum(called for called, _ in results)
+        skipped = len(results) - handled
+        outputs = assemble_outputs(task, [result for _, result in results])
     except Exception as exc:
         failure = failure_of(exc)
         outputs = []
@@ -253,6 +175,7 @@ class InProcessExecutor(Executor):
         self._pool: ThreadPoolExecutor | None = None
         self._async_jobs: set[asyncio.Future[Any]] = set()
         self._tasks: tuple[Task, ...] = ()
+        self._graph: Graph | None = None
         self._kinds: list[int] = []
         self._filters: list[bool] = []
         self._sems: list[asyncio.Semaphore] = []
@@ -261,6 +184,7 @@ class InProcessExecutor(Executor):
 
     async def start(self, graph: Graph, on_result: OnResult) -> None:
         self._tasks = graph.tasks
+        self._graph = graph
         self._on_result = on_result
         self._kinds = []
         for t in graph.tasks:
@@ -359,6 +283,13 @@ class InProcessExecutor(Executor):
         alive = [b for b in group if b.state.alive]
         left = run_sync_group(task, alive, self._on_result)
         self._ready.extendleft(reversed(left))
+
+    def supports_cohorts(self) -> bool:
+        return bool(self._kinds) and all(kind == INLINE for kind in self._kinds)
+
+    def run_cohort(self, bodies: list[bytes]) -> CohortOutcome:
+        assert self._graph is not None
+        return run_cohort(self._graph, self._filters, bodies)
 
     def cancel(self, state: MessageState) -> None:
         # Queued batches of a dead attempt are skipped when popped (state.alive).

@@ -40,6 +40,7 @@ class TestRun:
         topology: what to run.
         executor: where tasks run (default: in process).
         observers: extra engine observers (e.g. to record events in a test).
+        cohorts: allow the engine's cohort fast path (see ``Engine``).
     """
 
     __test__ = False  # not a pytest test class
@@ -49,10 +50,13 @@ class TestRun:
         topology: Topology,
         executor: Executor | None = None,
         observers: Sequence[EngineObserver] = (),
+        *,
+        cohorts: bool = True,
     ) -> None:
         self.topology = topology
         self.executor = executor
         self.observers = observers
+        self.cohorts = cohorts
         self.engine: Engine | None = None
 
     def run(
@@ -74,7 +78,7 @@ class TestRun:
         timeout_ms: int = 10_000,
     ) -> RunMetrics:
         """:meth:`run` for code already inside an event loop."""
-        engine = Engine(self.topology, self.executor, Registry(), self.observers)
+        engine = Engine(self.topology, self.executor, Registry(), self.observers, cohorts=self.cohorts)
         self.engine = engine
         run = asyncio.ensure_future(engine.run(until_idle=until_idle, duration_ms=duration_ms))
         reason: StopReason | str

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Literal
 
+from pytempest import failpoints
 from pytempest.deadletters.base import DeadLetterRecord, truncate_error
 from pytempest.engine.acker import Acker
 from pytempest.engine.completion import DONE, IGNORED, CompletionTracker, MessageState
@@ -41,6 +42,11 @@ from pytempest.topology import Topology
 log = logging.getLogger("pytempest.engine")
 
 StopReason = Literal["requested", "idle", "duration", "aborted", "error"]
+
+MAX_DELIVERIES = 5
+"""A source message delivered more than ``max(MAX_DELIVERIES, retries + 1)`` times is
+failed (reason ``max_deliveries``) without being run: a message that kills its process
+would otherwise crash every restart. See ``docs/guarantees.md``."""
 
 
 class EngineError(PytempestError):
@@ -97,6 +103,9 @@ class Engine:
         self.clock = clock
         self.wait_for_source = wait_for_source
         self.policy = topology.failure_policy
+        retries = self.policy.retries if self.policy.kind == "retry" else 0
+        self.max_deliveries = max(MAX_DELIVERIES, retries + 1)
+        """A message the source delivered more often than this is failed without running."""
         self.metrics: MetricsObserver = (
             MetricsObserver(self.registry, topology.name, self.graph)
             if metrics
@@ -272,7 +281,7 @@ class Engine:
             async with asyncio.TaskGroup() as group:
                 for name, coro in loops:
                     task = group.create_task(self._guard(name, coro), name=f"pytempest-{name}")
-                    if name in ("poller", "monitor"):
+                    if name in ("poller", "monitor", "timer"):
                         self._cancel_on_close.append(task)
         except BaseExceptionGroup as group_error:
             errors = [e for e in group_error.exceptions if isinstance(e, EngineError)]
@@ -398,6 +407,11 @@ class Engine:
 
     def _admit(self, msgs: list[SourceMsg]) -> None:
         self._emit("read", msgs)
+        limit = self.max_deliveries
+        if any(m.deliveries > limit for m in msgs):
+            msgs = self._refuse_redelivered(msgs)
+            if not msgs:
+                return
         if self._cohorts:
             self._run_cohort(msgs)
             return
@@ -407,6 +421,26 @@ class Engine:
                 self._emit("duplicate", msg)
                 continue
             self._start(msg, timeout)
+
+    def _refuse_redelivered(self, msgs: list[SourceMsg]) -> list[SourceMsg]:
+        """Fail, without running them, messages the source delivered more than
+        :attr:`max_deliveries` times: each delivery was an attempt that never reported (a
+        message that kills the process running it would otherwise crash it forever)."""
+        limit = self.max_deliveries
+        keep = []
+        for msg in msgs:
+            if msg.deliveries <= limit or msg.id in self.inflight or msg.id in self.retry_wait:
+                keep.append(msg)
+                continue
+            failure = TaskFailure(
+                "MaxDeliveriesExceeded",
+                f"delivered {msg.deliveries} times (limit {limit}) and never finished: the process "
+                "that ran it may have died while running it; not run again",
+                expected=True,
+                reason="max_deliveries",
+            )
+            self._fail(self.tracker.new_state(msg), "max_deliveries", None, failure)
+        return keep
 
     def _run_cohort(self, msgs: list[SourceMsg]) -> None:
         """The fast path: run the whole poll through an inline pipeline at once."""
@@ -438,6 +472,8 @@ class Engine:
 
     def _dispatch(self, state: MessageState, task: int, seq: int, bodies: list[bytes]) -> None:
         self.executor.submit(TaskBatch(state, task, seq, bodies))
+        if failpoints.ARMED:
+            failpoints.hit("engine.after_dispatch")
 
     # -- results ------------------------------------------------------------------------
     def _on_result(self, result: BatchResult) -> None:
@@ -492,13 +528,15 @@ class Engine:
             state.first_failure_ms = now
         self._emit("failed", state, reason, task, failure)
         error = str(failure) if failure is not None else f"timed out after {self.topology.msg_timeout_ms} ms"
+        if failure is not None and failure.reason:
+            reason = failure.reason  # a PayloadError or too many deliveries: retrying cannot help
         policy = self.policy
         if policy.kind == "none":
             self._queue_finish(_Finish("release", state))
         elif policy.kind == "best_effort":
             self.acker.add(msg.id)
             self._freed()
-        elif policy.may_retry(msg.deliveries):
+        elif not (failure is not None and failure.reason) and policy.may_retry(msg.deliveries):
             delay = policy.delay_for(msg.deliveries)
             self.retry_wait[msg.id] = msg
             self._retry_seq += 1
@@ -584,6 +622,8 @@ class Engine:
             await self._release([i.state.msg for i in items], "dead_letter_failed")
             return
         self._emit("dead_lettered", records, True)
+        if failpoints.ARMED:
+            failpoints.hit("engine.after_dead_letter")
         for item in items:
             self.acker.add(item.state.msg.id)
 

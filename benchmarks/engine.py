@@ -23,40 +23,16 @@ import statistics
 import time
 import tracemalloc
 
-from pytempest import AckPolicy, Pipeline, TestRun, Topology, task
+from benchmarks.common import BODY, book_pipeline, noop, t1, t2
+from pytempest import AckPolicy, Pipeline, TestRun, Topology
 from pytempest.engine.engine import Engine
 from pytempest.engine.executor import TaskBatch
 from pytempest.runtimes.inprocess import InProcessExecutor
 from pytempest.sources import MemorySource
 
-BODY = b"x" * 100
-
-
-def t1(body: bytes) -> list[bytes]:
-    return [body] * 10
-
-
-def t2(body: bytes) -> list[bytes]:
-    return [body] * 5
-
-
-def t3(body: bytes) -> None:
-    return None
-
-
-def t4(body: bytes) -> None:
-    return None
-
 
 def pipeline() -> Pipeline:
-    return (
-        Pipeline()
-        .task(task("T1")(t1))
-        .task(task("T2")(t2))
-        .task(task("T3")(t3))
-        .task(task("T4")(t4))
-        .edges(("T1", "T2"), ("T1", "T3"), ("T2", "T4"), ("T3", "T4"))
-    )
+    return book_pipeline()
 
 
 def bare_loop(bodies: list[bytes]) -> list[int]:
@@ -70,10 +46,10 @@ def bare_loop(bodies: list[bytes]) -> list[int]:
             if r:
                 outs2.extend(r)
             counts[2] += 1
-            t3(o)
+            noop(o)
         for o in outs2:
             counts[3] += 1
-            t4(o)
+            noop(o)
     return counts
 
 

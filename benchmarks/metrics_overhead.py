@@ -27,35 +27,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from pytempest import Pipeline, Topology, task
+from benchmarks.common import BODY, book_pipeline
+from pytempest import Pipeline, Topology
 from pytempest.engine.engine import Engine
 from pytempest.metrics import FileTarget, MetricTarget, PrometheusTarget, StatsdTarget
 from pytempest.sources import MemorySource
 
-BODY = b"x" * 100
-
-
-def t1(body: bytes) -> list[bytes]:
-    return [body] * 10
-
-
-def t2(body: bytes) -> list[bytes]:
-    return [body] * 5
-
-
-def noop(body: bytes) -> None:
-    return None
-
 
 def pipeline() -> Pipeline:
-    return (
-        Pipeline()
-        .task(task("T1")(t1))
-        .task(task("T2")(t2))
-        .task(task("T3")(noop))
-        .task(task("T4")(noop))
-        .edges(("T1", "T2"), ("T1", "T3"), ("T2", "T4"), ("T3", "T4"))
-    )
+    return book_pipeline()
 
 
 def run(n: int, metrics: bool, targets: list[MetricTarget]) -> tuple[float, float]:

@@ -29,24 +29,9 @@ import uuid
 
 import redis
 
-from pytempest import AckPolicy, Pipeline, TestRun, Topology, task
+from benchmarks.common import BODY, fill, noop, w1_pipeline
+from pytempest import AckPolicy, TestRun, Topology
 from pytempest.sources import MemorySource, RedisStreamSource
-
-BODY = b"x" * 100
-
-
-def noop(body: bytes) -> None:
-    return None
-
-
-def fill(client: redis.Redis, key: str, n: int) -> None:
-    client.delete(key)
-    pipe = client.pipeline(transaction=False)
-    for i in range(n):
-        pipe.xadd(key, {"body": BODY})
-        if i % 1000 == 999:
-            pipe.execute()
-    pipe.execute()
 
 
 def run_bare(client: redis.Redis, key: str, group: str, n: int) -> float:
@@ -75,7 +60,7 @@ def run_pytempest(url: str, key: str, group: str, n: int, max_pending: int) -> f
     source = RedisStreamSource(
         url, key, group, consumer="bench", block_ms=10, ack_policy="batch(1000, ack_interval_ms=100)"
     )
-    topology = Topology("bench", Pipeline().task(task("noop")(noop)), source, max_pending=max_pending)
+    topology = Topology("bench", w1_pipeline(), source, max_pending=max_pending)
     start = time.perf_counter()
     metrics = TestRun(topology).run(until_idle=True, timeout_ms=600_000)
     elapsed = time.perf_counter() - start
@@ -103,7 +88,7 @@ async def source_loop(url: str, key: str, group: str, n: int) -> float:
 
 def run_engine_only(n: int, max_pending: int) -> float:
     source = MemorySource([BODY] * n, ack_policy=AckPolicy.batch(1000, ack_interval_ms=100))
-    topology = Topology("mem", Pipeline().task(task("noop")(noop)), source, max_pending=max_pending)
+    topology = Topology("mem", w1_pipeline(), source, max_pending=max_pending)
     start = time.perf_counter()
     metrics = TestRun(topology).run(until_idle=True, timeout_ms=600_000)
     elapsed = time.perf_counter() - start

@@ -201,7 +201,8 @@ def test_every_command_is_registered() -> None:
     out = pytempest("--help")
     commands = out.stdout.split("Commands:")[1]
     names = [line.split()[0] for line in commands.strip().splitlines()]
-    assert names == ["deadletter", "graph", "new", "run", "status", "task", "test", "topology", "validate"]
+    assert names == ["deadletter", "director", "graph", "new", "run", "status", "task", "test", "topology",
+                     "validate"]  # fmt: skip
     out = pytempest("run", f"{APP}:topology", "--processes", "0")
     assert out.returncode == EXIT_USAGE and "0 is not in the range x>=1" in out.stderr
 

@@ -2,7 +2,7 @@
 
 Commands: ``run``, ``test``, ``validate``, ``graph``, ``new``; ``topology``, ``task`` and
 ``status`` (the distributed runtime, pytempest.cli.distributed); ``deadletter``
-(pytempest.cli.deadletter). See docs/cli.md.
+(pytempest.cli.deadletter); ``director`` (the web dashboard, pytempest.cli.director). See docs/cli.md.
 
 Exit codes:
 
@@ -24,6 +24,7 @@ import os
 import click
 
 from pytempest.cli.deadletter import deadletter
+from pytempest.cli.director import director
 from pytempest.cli.distributed import status, task, topology
 from pytempest.cli.new import new
 from pytempest.cli.options import (
@@ -72,7 +73,7 @@ def cli(log_level: str | None, log_format: str | None) -> None:
         setup_logging(None, None)
 
 
-for command in (run, test, validate, graph, new, topology, task, status, deadletter):
+for command in (run, test, validate, graph, new, topology, task, status, deadletter, director):
     cli.add_command(command)
 
 

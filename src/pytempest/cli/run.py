@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from pytempest.cli.director import cluster_dashboard, dashboard_options, embedded_dashboard
 from pytempest.cli.loader import load_configured
 from pytempest.cli.options import (
     EXIT_ABORTED,
@@ -54,6 +55,7 @@ LOCAL_CLUSTER = "pytempest.runtimes.redis_bus.local"
     help="Distributed runtime: run the tasks in N worker processes that talk through Redis (redis_url).",
 )
 @click.option("--quiet", is_flag=True, help="No progress line and no summary.")
+@dashboard_options
 @settings_options
 @log_options
 def run(target: str, config: str | None, until_idle: bool, duration_ms: int | None, processes: int | None,
@@ -72,16 +74,22 @@ def run(target: str, config: str | None, until_idle: bool, duration_ms: int | No
         setup_logging(log_level, log_format)
         configured = load_configured(target, config, flags)
     if processes is not None:
-        sys.exit(
-            _run_processes(target, config, processes, configured.redis_url, flags, until_idle, duration_ms)
-        )
+        with cluster_dashboard(configured.redis_url, settings):
+            code = _run_processes(
+                target, config, processes, configured.redis_url, flags, until_idle, duration_ms
+            )
+        sys.exit(code)
     topology = configured.topology
-    engine = Engine(topology)
+    dashboard = embedded_dashboard(topology, settings)
+    engine = (
+        Engine(topology)
+        if dashboard is None
+        else Engine(topology, None, dashboard.registry, dashboard.observers)
+    )
     progress = Progress(sys.stderr) if not quiet and sys.stderr.isatty() else None
     with exit_codes():
-        reason = asyncio.run(
-            run_engine(engine, until_idle=until_idle, duration_ms=duration_ms, progress=progress)
-        )
+        running = run_engine(engine, until_idle=until_idle, duration_ms=duration_ms, progress=progress)
+        reason = asyncio.run(running if dashboard is None else dashboard.run(running))
     if not quiet:
         click.echo(format_summary(topology.name, engine.snapshot(), list(topology.graph.names)))
     if reason == "aborted":

@@ -12,6 +12,7 @@ they live in the same slot as the key they serve.
 | ``{pt:<topology>}:hb:topology:<instance>`` | hash + TTL | heartbeat of a topology instance |
 | ``{pt:<topology>}:hb:worker:<worker>`` | hash + TTL | heartbeat of a worker process |
 | ``{pt:<topology>}:status`` | hash | latest status snapshot per instance (dashboard) |
+| ``{pt:<topology>}:snapshot:<instance>`` | string (JSON) + TTL | an instance's dashboard snapshot (graph, rates, errors) |
 | ``{pt:<topology>}:members`` | zset | ``topology:<instance>`` / ``worker:<worker>`` by last heartbeat (ms) |
 | ``pt:topologies`` | set | names of topologies that ever sent a heartbeat |
 | ``{<list key>}:processing:<consumer>`` | list | entries a list-source consumer holds |
@@ -62,6 +63,12 @@ def heartbeat_pattern(topology: str) -> str:
 def status(topology: str) -> str:
     """The hash of the latest status snapshot per instance."""
     return f"{tag(topology)}:status"
+
+
+def snapshot(topology: str, instance: str) -> str:
+    """The JSON status snapshot of one topology instance for dashboards
+    (:mod:`pytempest.runtimes.status_publisher`), refreshed every interval, with a TTL."""
+    return f"{tag(topology)}:snapshot:{instance}"
 
 
 def members(topology: str) -> str:

@@ -34,6 +34,7 @@ from pytempest.redis.connection import connect
 from pytempest.runtimes.redis_bus.executor import RedisBusExecutor
 from pytempest.runtimes.redis_bus.settings import BusSettings
 from pytempest.runtimes.redis_bus.worker import Worker
+from pytempest.runtimes.status_publisher import RedisSnapshotSink, StatusPublisher
 from pytempest.topology import Topology
 
 log = logging.getLogger("pytempest.bus")
@@ -74,12 +75,18 @@ async def run_topology(
     """
     registry = Registry()
     executor = RedisBusExecutor(topology.name, url, settings=settings, registry=registry, instance=instance)
-    engine = Engine(topology, executor, registry)
+    bus = executor.settings
+    # The dashboard's status snapshot, refreshed with every heartbeat (pytempest director).
+    publisher = StatusPublisher(topology, registry, instance=executor.instance, mode="distributed",
+                                interval_ms=bus.heartbeat_interval_ms)  # fmt: skip
+    sink = RedisSnapshotSink(url, topology.name, executor.instance, bus.heartbeat_ttl_ms)
+    engine = Engine(topology, executor, registry, observers=(publisher,))
     if engine_ready is not None:
         engine_ready(engine)
     installed = _install(engine.request_stop, (signal.SIGTERM, signal.SIGINT))
     try:
-        reason = await engine.run(until_idle=until_idle, duration_ms=duration_ms)
+        async with publisher.publishing(sink):
+            reason = await engine.run(until_idle=until_idle, duration_ms=duration_ms)
     finally:
         _remove(installed)
         await _final_status(executor, url)

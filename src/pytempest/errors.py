@@ -7,6 +7,7 @@ Every error the framework raises on purpose derives from :class:`PytempestError`
     ├── ConfigError          a setting, a Topology.toml key or a CLI option is wrong
     ├── TargetError          ``module:attribute`` does not name a topology
     ├── TaskError            raised by a task's handler to fail its source message
+    │   └── PayloadError     a body is too large or does not decode (never retried)
     ├── TaskSetupError       a task's setup() hook failed; the topology does not start
     ├── SourceError          a source failed to set up, poll or ack
     │   └── SourceConnectionError   the source's server cannot be reached
@@ -41,6 +42,20 @@ class TaskError(PytempestError):
     Any other exception fails the message too; this one only says "expected failure"
     (its traceback is not logged, only its message).
     """
+
+
+class PayloadError(TaskError):
+    """A message body was refused by a codec (``pytempest.codecs``): too large, or it
+    does not decode. Retrying cannot fix the bytes, so the engine does not retry: the
+    source message is dead-lettered after this one attempt with :attr:`reason`.
+
+    The message names the size and a short escaped prefix of the body, never all of it.
+    """
+
+    def __init__(self, message: str, reason: str = "decode_error") -> None:
+        super().__init__(message)
+        self.reason = reason
+        """``too_large`` or ``decode_error``: the dead-letter record's reason."""
 
 
 class TaskSetupError(PytempestError):

@@ -9,6 +9,11 @@ A failed ack is retried (the ids go back to the front) with a growing pause, up 
 ``max_attempts`` times; then the ids are given up with a log line: the messages stay
 unacked at the source and are redelivered later (a duplicate, never a loss).
 Everything still waiting is flushed when the loop stops.
+
+:attr:`Acker.unacked` counts the ids queued or in an ack call: the engine counts them in
+its load, so done-but-unacked messages hold their ``max_pending`` slot until acked (what a
+crash can make run twice is then bounded by ``max_pending``), and it calls
+:meth:`Acker.urgent` when it has no room left, so a batch does not wait its interval.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from pytempest import failpoints
 from pytempest.model.policy import AckPolicy, Backoff
 from pytempest.sources.base import Source
 
@@ -45,11 +51,15 @@ class Acker:
         self._closing = False
         self._failures = 0
         self._backoff = Backoff(50, 5000)
+        self._urgent = False
+        self.unacked = 0
+        """Ids queued or in an ack call (not acked yet, not given up)."""
 
     def add(self, msg_id: str) -> None:
         """Queue one id for acking."""
         if self.policy.kind == "none":
             return
+        self.unacked += 1
         ids = self._ids
         if not ids:
             self._oldest = time.monotonic()
@@ -60,6 +70,12 @@ class Acker:
 
     def __len__(self) -> int:
         return len(self._ids)
+
+    def urgent(self) -> None:
+        """Ack what waits now, without waiting for a batch to fill or its interval."""
+        if self._ids and not self._urgent:
+            self._urgent = True
+            self._wake.set()
 
     def close(self) -> None:
         """Make :meth:`run` flush what waits and return."""
@@ -76,13 +92,19 @@ class Acker:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if not self._closing and self.policy.kind == "batch" and len(self._ids) < self.policy.size:
+            if (
+                not self._closing
+                and not self._urgent
+                and self.policy.kind == "batch"
+                and len(self._ids) < self.policy.size
+            ):
                 wait = self._oldest + interval - time.monotonic()
                 if wait > 0:
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), wait)
                     continue
+            self._urgent = False
             ok = await self.flush_once()
             if not ok:
                 if self._closing and self._failures >= self.max_attempts:
@@ -104,15 +126,19 @@ class Acker:
         if self._ids:
             self._oldest = time.monotonic() - self.policy.interval_ms / 1000
         acked = 0
+        if failpoints.ARMED and ids:
+            failpoints.hit("engine.before_ack")
         for n, chunk in enumerate(calls):
             try:
                 await self.source.ack(chunk)
             except Exception as exc:
                 if acked:
+                    self.unacked -= acked
                     self.on_acked(acked, True)
                 self._failed([i for c in calls[n:] for i in c], exc)
                 return False
             acked += len(chunk)
+        self.unacked -= acked
         self.on_acked(acked, True)
         self._failures = 0
         self._backoff.reset()
@@ -128,5 +154,6 @@ class Acker:
                 len(ids), self._failures, type(exc).__name__, exc,
             )  # fmt: skip
             self._failures = 0
+            self.unacked -= len(ids)
         else:
             self._ids[:0] = ids

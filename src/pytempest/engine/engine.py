@@ -201,8 +201,9 @@ class Engine:
 
     @property
     def load(self) -> int:
-        """Source messages the topology holds: running, waiting for a retry, finishing."""
-        return len(self.inflight) + len(self.retry_wait) + self._finishing_count
+        """Source messages the topology holds: running, waiting for a retry, finishing,
+        done and not acked yet (each holds a ``max_pending`` slot until it is acked)."""
+        return len(self.inflight) + len(self.retry_wait) + self._finishing_count + self.acker.unacked
 
     def healthy(self) -> bool:
         """Whether the source reports healthy."""
@@ -359,6 +360,7 @@ class Engine:
             room = max_pending - self.load
             if room <= 0:
                 self._room.clear()
+                self.acker.urgent()  # done messages wait for their ack: send it now
                 await self._room.wait()
                 continue
             try:
@@ -655,6 +657,7 @@ class Engine:
     # -- events -----------------------------------------------------------------------------
     def _acked(self, count: int, ok: bool) -> None:
         self._emit("acked", count, ok)
+        self._freed()
 
     def _emit(self, event: str, *args: Any) -> None:
         for ob in self.observers:

@@ -36,12 +36,18 @@ class TaskBatch:
 
 @dataclass(slots=True)
 class TaskFailure:
-    """Why a batch failed: the exception's type, message and traceback text."""
+    """Why a batch failed: the exception's type, message and traceback text.
+
+    ``reason`` is set for a failure retrying cannot fix (a
+    :class:`~pytempest.errors.PayloadError`: ``too_large``, ``decode_error``): the engine
+    dead-letters the message at once with that reason instead of retrying it.
+    """
 
     error_type: str
     message: str
     traceback: str = ""
     expected: bool = False
+    reason: str = ""
 
     def __str__(self) -> str:
         return f"{self.error_type}: {self.message}" if self.message else self.error_type

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pytempest.engine.executor import TaskFailure
-from pytempest.errors import TaskError
+from pytempest.errors import PayloadError, TaskError
 from pytempest.model.task import Task
 
 TRACEBACK_LIMIT = 8000
@@ -22,7 +22,8 @@ def failure_of(exc: BaseException) -> TaskFailure:
     text = "".join(traceback.format_exception(exc))
     if len(text) > TRACEBACK_LIMIT:
         text = "..." + text[-TRACEBACK_LIMIT:]
-    return TaskFailure(type(exc).__name__, str(exc), text, isinstance(exc, TaskError))
+    reason = exc.reason if isinstance(exc, PayloadError) else ""
+    return TaskFailure(type(exc).__name__, str(exc), text, isinstance(exc, TaskError), reason)
 
 
 def _bad_output(task: Task, value: object) -> TypeError:

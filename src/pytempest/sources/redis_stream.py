@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 import redis
 
+from pytempest import failpoints
 from pytempest.deadletters.base import DeadLetter, DeadLetterRecord
 from pytempest.errors import ConfigError
 from pytempest.model.message import SourceMsg, now_ms
@@ -268,6 +269,8 @@ class RedisStreamSource(RedisSourceBase):
         msgs, _missing = self._to_msgs(entries, now_ms(), 1)
         if not self._noack:
             self._inflight.update(m.id for m in msgs)
+        if failpoints.ARMED:
+            failpoints.hit("source.after_read")
         return msgs
 
     async def _read_history(self, n: int) -> list[SourceMsg]:
@@ -516,6 +519,8 @@ class RedisStreamSource(RedisSourceBase):
             for m in msgs
         ]
         await self.dead_letter.put(records)
+        if failpoints.ARMED:
+            failpoints.hit("source.after_dead_letter")
         await self._xack([m.id for m in msgs], "monitor")
         self._count("msg.dead_lettered", len(msgs))
         log.warning("%s source %r: dead-lettered %d pending entries", self.kind, self.key, len(msgs))

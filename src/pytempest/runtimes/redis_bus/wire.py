@@ -103,15 +103,17 @@ def failure_to_wire(failure: TaskFailure | None) -> list[Any] | None:
     """A :class:`TaskFailure` as a msgpack-able list."""
     if failure is None:
         return None
-    return [failure.error_type, failure.message, failure.traceback, failure.expected]
+    out = [failure.error_type, failure.message, failure.traceback, failure.expected]
+    return [*out, failure.reason] if failure.reason else out
 
 
 def failure_from_wire(value: Any) -> TaskFailure | None:
     """The inverse of :func:`failure_to_wire` (tolerates a malformed value)."""
     if value is None:
         return None
-    if isinstance(value, list) and len(value) == 4:
-        return TaskFailure(str(value[0]), str(value[1]), str(value[2]), bool(value[3]))
+    if isinstance(value, list) and len(value) in (4, 5):
+        reason = str(value[4]) if len(value) == 5 else ""
+        return TaskFailure(str(value[0]), str(value[1]), str(value[2]), bool(value[3]), reason)
     return TaskFailure("WireError", f"malformed failure on the wire: {value!r:.200}")
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from pytempest.deadletters.base import DeadLetter
 from pytempest.errors import ConfigError
+from pytempest.metrics.registry import check_buckets
 from pytempest.metrics.target import MetricTarget
 from pytempest.model.pipeline import Graph, Pipeline
 from pytempest.model.policy import FailurePolicy
@@ -48,6 +49,9 @@ class Topology:
             which case they are acked with an ERROR log line and ``retry.dropped``).
         metric_targets: where metrics are flushed (see ``pytempest.metrics``).
         metric_flush_interval_ms: how often metrics are flushed to the targets.
+        metric_buckets_ms: bucket bounds (ms, strictly increasing) of every timer
+            histogram (``task.handle``, the end-to-end latency ...); default: the
+            registry's (``pytempest.metrics.registry.DEFAULT_BUCKETS_MS``).
     """
 
     def __init__(
@@ -63,6 +67,7 @@ class Topology:
         dead_letter: DeadLetter | None = None,
         metric_targets: Sequence[MetricTarget] = (),
         metric_flush_interval_ms: int = DEFAULT_FLUSH_INTERVAL_MS,
+        metric_buckets_ms: Sequence[float] | None = None,
     ) -> None:
         if not isinstance(name, str) or not TOPOLOGY_NAME.match(name):
             raise ConfigError(
@@ -94,6 +99,9 @@ class Topology:
                 raise ConfigError(f"topology {name!r}: metric targets must be MetricTarget; got {target!r}")
         self.metric_targets = list(metric_targets)
         self.metric_flush_interval_ms = _positive("metric_flush_interval_ms", metric_flush_interval_ms)
+        self.metric_buckets_ms: tuple[float, ...] | None = None
+        if metric_buckets_ms is not None:
+            self.metric_buckets_ms = check_buckets(metric_buckets_ms, f"topology {name!r}: metric_buckets_ms")
 
     def replace(self, **changes: Any) -> Topology:
         """A copy with some options changed (checked like the constructor's)."""
@@ -105,6 +113,7 @@ class Topology:
             "dead_letter": self.dead_letter,
             "metric_targets": self.metric_targets,
             "metric_flush_interval_ms": self.metric_flush_interval_ms,
+            "metric_buckets_ms": self.metric_buckets_ms,
         }
         name = changes.pop("name", self.name)
         pipeline = changes.pop("pipeline", self.pipeline)

@@ -79,6 +79,9 @@ def describe(configured: Configured) -> str:
         "settings",
     ]
     rows = [(key, str(getattr(topology, attr)), config.origin(key)) for key, attr in SHOWN_SETTINGS.items()]
+    if topology.metric_buckets_ms is not None:
+        shown = ",".join(f"{b:g}" for b in topology.metric_buckets_ms)
+        rows.append(("metric.buckets_ms", shown, config.origin("metric.buckets_ms")))
     redis_origin = config.origin("redis_url")
     if redis_origin == "code":
         redis_origin = "the source's url" if source_url(topology.source) else "default"

@@ -31,6 +31,7 @@ _TOPOLOGY_OPTIONS = {
     "msg_timeout_ms": "msg_timeout_ms",
     "graceful_shutdown_ms": "graceful_shutdown_ms",
     "metric.flush_interval_ms": "metric_flush_interval_ms",
+    "metric.buckets_ms": "metric_buckets_ms",
 }
 
 

@@ -254,12 +254,9 @@ class _Reader:
     def metric(self, data: object) -> None:
         allowed = [s.name for s in section("metric")]
         table = self.canonical(data, ("metric",), allowed, aliases("metric"))
-        if "flush_interval_ms" in table:
-            self.scalar(
-                BY_KEY["metric.flush_interval_ms"],
-                table["flush_interval_ms"],
-                self.at(("metric",), "flush_interval_ms"),
-            )
+        for name in ("flush_interval_ms", "buckets_ms"):
+            if name in table:
+                self.scalar(BY_KEY[f"metric.{name}"], table[name], self.at(("metric",), name))
         if "targets" in table:
             key = str(self.at(("metric",), "targets")[-1])
             targets = table["targets"]

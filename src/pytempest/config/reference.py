@@ -97,7 +97,7 @@ def _cell(text: str) -> str:
 def _settings_table(settings: list[Setting]) -> list[str]:
     rows = ["| key | type | default | environment | flag | what |", "|---|---|---|---|---|---|"]
     for s in settings:
-        kind = TOML_TYPES.get(s.type, "array of tables" if s.type is list else s.type.__name__)
+        kind = s.type_doc or TOML_TYPES.get(s.type, "array of tables" if s.type is list else s.type.__name__)
         if s.unit:
             kind += f" ({s.unit})"
         key = f"`{s.name}`" + "".join(f"<br>(`{a}`)" for a in s.aliases)

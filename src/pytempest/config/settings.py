@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytempest.errors import ConfigError
+from pytempest.metrics.registry import DEFAULT_BUCKETS_MS, check_buckets
 from pytempest.model.policy import FailurePolicy
 from pytempest.topology import (
     DEFAULT_FAILURE_POLICY,
@@ -51,6 +52,10 @@ class Setting:
     choices: tuple[str, ...] = ()
     parse: Callable[[str], object] | None = None
     secret: bool = False
+    validate: Callable[[Any], object] | None = None
+    """Checks a value of the right type further (raises ``ConfigError``)."""
+    type_doc: str | None = None
+    """The type as the docs show it, when the Python type says too little (``list``)."""
 
     @property
     def section(self) -> str:
@@ -97,7 +102,9 @@ class Setting:
         """``value`` if it has the declared type and range, else a ``ConfigError`` message
         (without location: the caller adds where the value came from)."""
         if not _is_type(value, self.type):
-            expected = TYPE_NAMES.get(self.type, self.type.__name__)
+            expected = TYPE_NAMES.get(self.type) or (
+                f"an {self.type_doc}" if self.type_doc else self.type.__name__
+            )
             if self.unit:
                 expected += f" ({self.unit})"
             raise ConfigError(f"expected {expected}; got {describe_value(value, self.secret)}")
@@ -110,6 +117,8 @@ class Setting:
             value = canonical
         if self.parse is not None and isinstance(value, str):
             self.parse(value)
+        if self.validate is not None:
+            self.validate(value)
         return value
 
     def from_text(self, text: str) -> Any:
@@ -211,6 +220,9 @@ SETTINGS: tuple[Setting, ...] = (
             default=DEFAULT_FLUSH_INTERVAL_MS, default_doc=f"the code's, else {DEFAULT_FLUSH_INTERVAL_MS:_}", unit="ms",
             env="PYTEMPEST_METRIC_FLUSH_INTERVAL_MS", flag="--metric-flush-interval-ms",
             aliases=("flush_interval",), minimum=1),
+    Setting("metric.buckets_ms", list, "Bucket bounds of every timer histogram (task.handle, end-to-end latency ...), strictly increasing.",
+            default_doc="the code's, else " + str(list(DEFAULT_BUCKETS_MS)).replace(".0,", ",").replace(".0]", "]"),
+            unit="ms", type_doc="array of numbers", validate=lambda v: check_buckets(v, "buckets")),
     Setting("metric.targets", list, "Metric targets, each a table with a kind and that target's options; replaces the code's targets.",
             default_doc="the code's targets", aliases=("target",)),
     # -- [[task]] ------------------------------------------------------------------------

@@ -83,8 +83,17 @@ TIMERS = """\
 ## Timers
 
 A timer is a histogram of milliseconds with fixed bucket bounds, by default
-`{buckets}`; `Registry(buckets_ms=[...])` changes them for every timer,
-`registry.set_buckets("task.handle", [...])` for one name. Each bucket keeps the count
+`{buckets}`. Set them for every timer of a topology with
+`Topology(..., metric_buckets_ms=[1, 5, 25, 100])` or in `Topology.toml`:
+
+```toml
+[metric]
+buckets_ms = [1, 5, 25, 100, 500, 2500]
+```
+
+(strictly increasing, positive, in ms; a bad list is a configuration error naming the file,
+line and key). In code, `Registry(buckets_ms=[...])` does the same for a registry you
+make, and `registry.set_buckets("task.handle", [...])` sets them for one timer name. Each bucket keeps the count
 and the sum of its observations. Console, log and file show the count, sum, p50, p99
 (the upper bound of the bucket the quantile falls in, capped by the max) and max.
 Prometheus gets a histogram in seconds (`le="0.005"` is the 5 ms bound). statsd gets the

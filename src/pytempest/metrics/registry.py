@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -170,13 +171,17 @@ def check_buckets(buckets_ms: Sequence[float], where: str = "buckets_ms") -> tup
     positive numbers; else raise ``ConfigError``."""
     from pytempest.errors import ConfigError
 
+    if not isinstance(buckets_ms, list | tuple):
+        raise ConfigError(
+            f"{where} must be a list of positive milliseconds (e.g. [1, 5, 25, 100]); got {buckets_ms!r}"
+        )
     bounds = tuple(buckets_ms)
     ok = bool(bounds) and all(
-        isinstance(b, int | float) and not isinstance(b, bool) and b > 0 for b in bounds
+        isinstance(b, int | float) and not isinstance(b, bool) and 0 < b < math.inf for b in bounds
     )
     if not ok or any(a >= b for a, b in itertools.pairwise(bounds)):
         raise ConfigError(
-            f"{where} must be a non-empty, strictly increasing list of positive milliseconds "
+            f"{where} must be a non-empty, strictly increasing list of positive, finite milliseconds "
             f"(e.g. [1, 5, 25, 100]); got {list(bounds)!r}"
         )
     return tuple(float(b) for b in bounds)

@@ -102,6 +102,8 @@ class Worker:
         self.settings = settings or BusSettings()
         self.name = name or make_name()
         self.registry = registry if registry is not None else Registry()
+        if topology.metric_buckets_ms is not None:
+            self.registry.buckets_ms = topology.metric_buckets_ms
         self.task_names = names
         self.tasks = [graph.tasks[graph.index(n)] for n in names]
         self.keys = [keyspace.task_stream(topology.name, n) for n in names]

@@ -72,7 +72,7 @@ def test_catalog_entries_are_consistent() -> None:
         "source.reconnects", "task.msg.inflow", "task.msg.handle", "task.msg.outflow", "task.msg.skipped",
         "task.msg.error", "task.handle", "task.queue.depth", "pipeline.inflight", "topology.source.msg.timeout",
         "topology.source.msg.retry.queued", "topology.source.msg.deadletter", "topology.source.msg.error",
-        "topology.source.msg.latency", "task.stream.lag", "task.msg.claimed", "bus.workers",
+        "topology.source.msg.latency", "task.stream.lag", "task.entry.claimed", "bus.workers",
     ]  # fmt: skip
     assert set(issue_list) <= set(BY_NAME)
 

@@ -130,6 +130,10 @@ class Engine:
         self._extra = bool(observers)
         self.cohorts = cohorts
         self._cohorts = False
+        self._async_cohorts = False
+        self._cohort_tasks: dict[asyncio.Task[None], list[SourceMsg]] = {}
+        self._cohort_ids: set[str] = set()
+        self._cohort_load = 0
         self.tracker = CompletionTracker(self.graph, self._dispatch)
         self.wheel = DeadlineWheel()
         self.inflight: dict[str, MessageState] = {}
@@ -206,7 +210,13 @@ class Engine:
     def load(self) -> int:
         """Source messages the topology holds: running, waiting for a retry, finishing,
         done and not acked yet (each holds a ``max_pending`` slot until it is acked)."""
-        return len(self.inflight) + len(self.retry_wait) + self._finishing_count + self.acker.unacked
+        return (
+            len(self.inflight)
+            + len(self.retry_wait)
+            + self._finishing_count
+            + self.acker.unacked
+            + self._cohort_load
+        )
 
     def healthy(self) -> bool:
         """Whether the source reports healthy."""
@@ -225,6 +235,12 @@ class Engine:
                 await self.executor.start(self.graph, self._on_result)
                 # The cohort fast path skips per-batch events: only with no extra observer.
                 self._cohorts = self.cohorts and not self._extra and self.executor.supports_cohorts()
+                self._async_cohorts = (
+                    self.cohorts
+                    and not self._extra
+                    and not self._cohorts
+                    and self.executor.supports_async_cohorts()
+                )
                 await self._run_loops(duration_ms)
             finally:
                 await self.executor.stop()
@@ -320,7 +336,7 @@ class Engine:
         self._stopping = True
         self._room.set()
         deadline = time.monotonic() + self.topology.graceful_shutdown_ms / 1000
-        while not self._aborted and (self.inflight or self._finishing_count):
+        while not self._aborted and (self.inflight or self._finishing_count or self._cohort_load):
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -341,6 +357,8 @@ class Engine:
     async def _abandon(self) -> None:
         """Hand every unfinished message back to the source, unacked."""
         msgs = [s.msg for s in self.inflight.values()] + list(self.retry_wait.values())
+        msgs += [m for cohort in self._cohort_tasks.values() for m in cohort]
+        await self._cancel_cohorts()
         for state in self.inflight.values():
             state.alive = False
             self.wheel.remove(state)
@@ -420,6 +438,9 @@ class Engine:
         if self._cohorts:
             self._run_cohort(msgs)
             return
+        if self._async_cohorts:
+            self._start_cohort(msgs)
+            return
         timeout = self.topology.msg_timeout_ms
         for msg in msgs:
             if msg.id in self.inflight or msg.id in self.retry_wait:
@@ -469,6 +490,71 @@ class Engine:
         for i, (task, failure) in failed.items():
             self._fail(self.tracker.new_state(fresh[i]), "error", self.graph.names[task], failure)
 
+    # -- cohorts run by the executor elsewhere (the distributed runtime) ------------------
+    def _start_cohort(self, msgs: list[SourceMsg]) -> None:
+        """Hand the whole poll to the executor as one cohort (:meth:`_cohort`); its
+        messages count in :attr:`load` until the cohort ends."""
+        fresh: list[SourceMsg] = []
+        held = self._cohort_ids
+        for msg in msgs:
+            if msg.id in held or msg.id in self.inflight or msg.id in self.retry_wait:
+                self._emit("duplicate", msg)
+                continue
+            held.add(msg.id)
+            fresh.append(msg)
+        if fresh:
+            self._cohort_load += len(fresh)
+            task = asyncio.get_running_loop().create_task(self._cohort(fresh), name="pytempest-cohort")
+            self._cohort_tasks[task] = fresh
+            task.add_done_callback(self._cohort_tasks.pop)
+
+    async def _cohort(self, msgs: list[SourceMsg]) -> None:
+        """Ack the cohort's done messages and fail the others by the failure policy; a
+        cohort not done ``msg_timeout_ms`` after its first message was read fails whole."""
+        timeout = self.topology.msg_timeout_ms
+        try:
+            running = self.executor.run_cohort_async([m.body for m in msgs])
+            try:
+                if timeout:
+                    left_ms = min(m.read_at for m in msgs) + timeout - self.clock()
+                    outcome = await asyncio.wait_for(running, max(left_ms, 0) / 1000)
+                else:
+                    outcome = await running
+            except TimeoutError:
+                for msg in msgs:
+                    self._fail(self.tracker.new_state(msg), "timeout", None, None)
+                return
+            except Exception as exc:  # the executor broke, not a task: fail the cohort
+                log.error(
+                    "topology %s: a cohort of %d messages failed: %r", self.topology.name, len(msgs), exc
+                )
+                failure = TaskFailure(type(exc).__name__, str(exc))
+                for msg in msgs:
+                    self._fail(self.tracker.new_state(msg), "error", None, failure)
+                return
+            self.metrics.cohort_tallies(outcome.tallies)
+            failed = outcome.failed
+            done = [m for i, m in enumerate(msgs) if i not in failed] if failed else msgs
+            if done:
+                self._emit("completed_many", done, self.clock())
+                add = self.acker.add
+                for msg in done:
+                    add(msg.id)
+            for i, (task, failure) in failed.items():
+                self._fail(self.tracker.new_state(msgs[i]), "error", self.graph.names[task], failure)
+        finally:
+            self._cohort_ids.difference_update(m.id for m in msgs)
+            self._cohort_load -= len(msgs)
+            self._freed()
+
+    async def _cancel_cohorts(self) -> None:
+        """Stop waiting for the cohorts in flight (shutdown): their messages stay unacked."""
+        tasks = list(self._cohort_tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
     def _start(self, msg: SourceMsg, timeout: int) -> None:
         state = self.tracker.start(msg)
         self.inflight[msg.id] = state
@@ -514,7 +600,7 @@ class Engine:
         """A message left the topology: make room for the poller, note a drain."""
         if not self._room.is_set():
             self._room.set()
-        if not self.inflight and not self._finishing_count:
+        if not self.inflight and not self._finishing_count and not self._cohort_load:
             self._drained.set()
             if self._last_poll_empty and not self.retry_wait:
                 self._poll_wake.set()

@@ -135,6 +135,16 @@ class Executor(abc.ABC):
         engine's thread (only called when :meth:`supports_cohorts` is True)."""
         raise NotImplementedError
 
+    def supports_async_cohorts(self) -> bool:
+        """True when :meth:`run_cohort_async` can run whole cohorts (decided after ``start``)."""
+        return False
+
+    async def run_cohort_async(self, bodies: list[bytes]) -> CohortOutcome:
+        """Run every task over a cohort of source message bodies somewhere else and wait
+        for the outcome (only called when :meth:`supports_async_cohorts` is True). The
+        engine may cancel the call (timeout, shutdown): late results are then dropped."""
+        raise NotImplementedError
+
     def queue_depths(self) -> dict[int, int]:
         """Task messages waiting per task index (for gauges)."""
         return {}

@@ -153,10 +153,14 @@ CATALOG: tuple[MetricSpec, ...] = (
        "Task messages waiting to run in this process (in-process runtime)."),
     _m(DIST, "bus.workers", "gauge", "workers", TT, "pytempest_bus_workers",
        "Worker processes serving the task whose heartbeat is fresh (0: nothing runs it).", DISTRIBUTED),
-    _m(DIST, "task.stream.lag", "gauge", "messages", TT, "pytempest_task_stream_lag_messages",
-       "Entries of the task's stream not yet read by its workers' consumer group.", DISTRIBUTED),
-    _m(DIST, "task.msg.claimed", "counter", "messages", TT, "pytempest_task_messages_claimed_total",
-       "Task messages claimed from a dead or slow worker (`XAUTOCLAIM`) and run again.", DISTRIBUTED),
+    _m(DIST, "task.stream.lag", "gauge", "entries", TT, "pytempest_task_stream_lag_entries",
+       "Entries of the task's stream its workers have not finished: not yet delivered to their consumer "
+       "group plus delivered and not acked (`XINFO GROUPS` lag + pending; the stream's length when Redis "
+       "cannot say the lag). Each entry carries a batch of task messages. Read by the topology process "
+       "every `status_interval_ms`.", DISTRIBUTED),
+    _m(DIST, "task.entry.claimed", "counter", "entries", TT, "pytempest_task_entries_claimed_total",
+       "Entries of the task's stream a worker claimed (`XAUTOCLAIM`) from a worker that died or stalled, "
+       "to run them again; counted by the worker that claims them.", DISTRIBUTED),
     _m(DIST, "bus.outstanding", "gauge", "batches", T, "pytempest_bus_outstanding_batches",
        "Task batches sent to workers whose result has not come back yet.", DISTRIBUTED),
     _m(DIST, "bus.entry.sent", "counter", "entries", T, "pytempest_bus_entries_sent_total",

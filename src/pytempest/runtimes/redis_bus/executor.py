@@ -21,7 +21,14 @@ from collections.abc import Coroutine
 from typing import Any
 
 from pytempest.engine.completion import MessageState
-from pytempest.engine.executor import BatchResult, Executor, OnResult, TaskBatch, TaskFailure
+from pytempest.engine.executor import (
+    BatchResult,
+    CohortOutcome,
+    Executor,
+    OnResult,
+    TaskBatch,
+    TaskFailure,
+)
 from pytempest.errors import WireError
 from pytempest.metrics.registry import Registry
 from pytempest.model.message import now_ms
@@ -29,7 +36,7 @@ from pytempest.model.pipeline import Graph
 from pytempest.model.policy import Backoff
 from pytempest.redis import keyspace
 from pytempest.redis.connection import check_url, connect, connection_error, connection_problem, is_busygroup
-from pytempest.runtimes.redis_bus import wire
+from pytempest.runtimes.redis_bus import cohorts, wire
 from pytempest.runtimes.redis_bus.heartbeat import (
     base_fields,
     cpu_ms,
@@ -76,6 +83,8 @@ class RedisBusExecutor(Executor):
         self.outstanding: dict[int, TaskBatch] = {}
         self._next_ref = 1
         self._buffers: list[list[int]] = []
+        self._cohort_entries: list[tuple[str, bytes, bytes, int]] = []
+        self._cohorts: cohorts.CohortSender | None = None
         self._local: list[BatchResult] = []
         self._names: tuple[str, ...] = ()
         self._streams: list[str] = []
@@ -108,12 +117,24 @@ class RedisBusExecutor(Executor):
         self._streams = [keyspace.task_stream(self.topology, n) for n in graph.names]
         self._buffers = [[] for _ in graph.names]
         self._on_result = on_result
+        if all(not t.is_async() and not t.threaded for t in graph.tasks):
+            s = self.settings
+            self._cohorts = cohorts.CohortSender(
+                graph, self.instance, s.entry_max_bytes, s.max_message_bytes,
+                self._send_cohort_entry, self._take_ref, self._cohort_too_large,
+            )  # fmt: skip
         self.worker_counts = dict.fromkeys(graph.names, 0)
         self._census = Census(self.topology, list(graph.names), self.settings.no_worker_warn_ms)
         for name in graph.names:
             self.registry.gauge(
                 "bus.workers",
                 (lambda n=name: float(self.worker_counts.get(n, 0))),  # type: ignore[misc]
+                topology=self.topology,
+                task=name,
+            )
+            self.registry.gauge(
+                "task.stream.lag",
+                (lambda n=name: float(self._census.backlog.get(n, 0))),  # type: ignore[misc]
                 topology=self.topology,
                 task=name,
             )
@@ -154,6 +175,35 @@ class RedisBusExecutor(Executor):
         marker, _ = await pipe.execute()
         if self._last_id == b"0-0":
             self._last_id = marker
+
+    def supports_async_cohorts(self) -> bool:
+        return self._cohorts is not None
+
+    async def run_cohort_async(self, bodies: list[bytes]) -> CohortOutcome:
+        assert self._cohorts is not None
+        if self._stopping:
+            raise asyncio.CancelledError
+        return await self._cohorts.run(bodies)
+
+    def _take_ref(self) -> int:
+        ref = self._next_ref
+        self._next_ref = ref + 1
+        return ref
+
+    def _send_cohort_entry(self, task: int, data: bytes, bodies: int) -> None:
+        self._cohort_entries.append((self._streams[task], cohorts.FIELD, data, bodies))
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def _cohort_too_large(self, task: int, size: int) -> TaskFailure:
+        self.too_large.value += 1
+        return TaskFailure(
+            "MessageTooLarge",
+            f"task messages for task {self._names[task]!r} of a source message are {size} bytes; the "
+            f"distributed runtime's limit is {self.settings.max_message_bytes} bytes (raise "
+            "max_message_bytes / PYTEMPEST_BUS_MAX_MESSAGE_BYTES, or emit smaller bodies)",
+            expected=True,
+        )
 
     def submit(self, batch: TaskBatch) -> None:
         ref = self._next_ref
@@ -218,6 +268,8 @@ class RedisBusExecutor(Executor):
                 log.warning("topology %s: could not remove its heartbeat: %r", self.topology, exc)
         await self._close_clients()
         self.outstanding.clear()
+        if self._cohorts is not None:
+            self._cohorts.cancel_all()
 
     async def _close_clients(self) -> None:
         for client in (self._client, self._reader):
@@ -253,10 +305,10 @@ class RedisBusExecutor(Executor):
                     )  # fmt: skip
                     await asyncio.sleep(wait / 1000)
 
-    def _take_entries(self) -> list[tuple[str, bytes, int]]:
-        """Pack the buffered batches into stream entries: ``(stream, data, messages)``."""
+    def _take_entries(self) -> list[tuple[str, bytes, bytes, int]]:
+        """Pack the buffered batches into stream entries: ``(stream, field, data, messages)``."""
         s = self.settings
-        entries: list[tuple[str, bytes, int]] = []
+        entries, self._cohort_entries = self._cohort_entries, []
         outstanding = self.outstanding
         sent_ms = now_ms()
         for t, refs in enumerate(self._buffers):
@@ -279,16 +331,16 @@ class RedisBusExecutor(Executor):
                     self._local.append(self._too_large(batch, n))
                     continue
                 if items and (len(items) >= s.entry_max_batches or size + n > s.entry_max_bytes):
-                    entries.append(
-                        (self._streams[t], wire.encode_tasks(self.instance, sent_ms, items), bodies_n)
-                    )
+                    data = wire.encode_tasks(self.instance, sent_ms, items)
+                    entries.append((self._streams[t], wire.FIELD, data, bodies_n))
                     items, size, bodies_n = [], 0, 0
                 msg = batch.state.msg
                 items.append([ref, msg.id, batch.state.attempt, t, batch.seq, bodies])
                 size += n
                 bodies_n += len(bodies)
             if items:
-                entries.append((self._streams[t], wire.encode_tasks(self.instance, sent_ms, items), bodies_n))
+                data = wire.encode_tasks(self.instance, sent_ms, items)
+                entries.append((self._streams[t], wire.FIELD, data, bodies_n))
         if self._local and not self._wake.is_set():
             self._wake.set()
         return entries
@@ -307,13 +359,13 @@ class RedisBusExecutor(Executor):
             ),
         )
 
-    async def _send(self, entries: list[tuple[str, bytes, int]]) -> None:
+    async def _send(self, entries: list[tuple[str, bytes, bytes, int]]) -> None:
         pipe = self._client.pipeline(transaction=False)
-        for stream, data, _ in entries:
-            pipe.execute_command("XADD", stream, "*", wire.FIELD, data)
+        for stream, name, data, _ in entries:
+            pipe.execute_command("XADD", stream, "*", name, data)
         await pipe.execute()
         self.sent_entries.value += len(entries)
-        self.sent_msgs.value += sum(e[2] for e in entries)
+        self.sent_msgs.value += sum(e[3] for e in entries)
 
     # -- reading results --------------------------------------------------------------------
     async def _read_loop(self) -> None:
@@ -347,6 +399,8 @@ class RedisBusExecutor(Executor):
                 self._last_id = entry_id
                 if wire.FIELD in fields:
                     self._apply(entry_id, fields)
+                elif cohorts.FIELD in fields:
+                    self._apply_cohort(entry_id, fields)
             trim_to = self._last_id
 
     def _apply(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
@@ -366,6 +420,20 @@ class RedisBusExecutor(Executor):
                 continue
             fail = wire.failure_from_wire(failure) if failure is not None else None
             on_result(BatchResult(batch, outputs, handled, skipped, elapsed, fail))
+
+    def _apply_cohort(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        if self._cohorts is None:  # this instance sends no cohorts: not an answer to it
+            self.malformed.value += 1
+            return
+        try:
+            taken = self._cohorts.apply(fields, f"{self.results_key} entry {entry_id!r}")
+        except WireError as exc:
+            self.malformed.value += 1
+            log.error("topology %s: dropped a result entry: %s", self.topology, exc)
+            return
+        self.results.value += 1
+        if not taken:
+            self.dropped.value += 1
 
     # -- heartbeat, worker census, status --------------------------------------------------
     async def _heartbeat_loop(self) -> None:

@@ -17,7 +17,7 @@ from pytempest.engine.executor import TaskFailure
 from pytempest.metrics.registry import Registry
 from pytempest.model.task import Task
 from pytempest.runtimes.inprocess import Outcome, run_async_bodies, run_sync_bodies
-from pytempest.runtimes.redis_bus import wire
+from pytempest.runtimes.redis_bus import cohorts, wire
 from pytempest.runtimes.redis_bus.lease import WorkerCounts
 from pytempest.runtimes.redis_bus.settings import BusSettings
 
@@ -60,6 +60,38 @@ class TaskRunner:
             jobs = [loop.run_in_executor(pool, run_sync_bodies, task, has_filter, it[5]) for it in items]
             return list(await asyncio.gather(*jobs))
         return [run_sync_bodies(task, has_filter, item[5]) for item in items]
+
+    def poison_failure(self, deliveries: int, what: str = "a cohort of source messages") -> TaskFailure:
+        """The failure of a task message delivered more than ``max_deliveries`` times."""
+        return TaskFailure(
+            "MaxDeliveriesExceeded",
+            f"task {self.task.name!r} message of {what} was delivered {deliveries} times "
+            f"(max_deliveries={self.settings.max_deliveries}); each worker that took it died or "
+            "stalled before answering (a crash or OOM kill in handle()?)",
+            expected=True,
+        )
+
+    def encode_cohort(self, worker: str, ref: int, out: cohorts.ChunkOutcome) -> list[bytes]:
+        """The result entries answering a cohort entry; counts what the task did."""
+        limit = self.settings.max_message_bytes
+
+        def too_large(size: int) -> TaskFailure:
+            return TaskFailure(
+                "MessageTooLarge",
+                f"task {self.task.name!r} emitted {size} bytes for one source message; the distributed "
+                f"runtime's limit is {limit} bytes (max_message_bytes / PYTEMPEST_BUS_MAX_MESSAGE_BYTES)",
+                expected=True,
+            )
+
+        chunks = cohorts.encode_answer(worker, ref, out, limit, too_large)
+        t = out.tally
+        self.handled.value += t.handled
+        self.skipped.value += t.skipped
+        self.outflow.value += len(out.outputs)
+        self.errors.value += len(out.failed)
+        self.counts.handled += t.handled + t.skipped
+        self.counts.errors += len(out.failed)
+        return chunks
 
     def poison(self, items: list[wire.TaskItem], deliveries: int) -> list[Outcome]:
         """The outcomes of an entry delivered more than ``max_deliveries`` times."""

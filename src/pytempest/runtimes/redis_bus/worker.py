@@ -44,7 +44,7 @@ from pytempest.redis.connection import (
     is_nogroup,
 )
 from pytempest.runtimes.inprocess import maybe_await
-from pytempest.runtimes.redis_bus import wire
+from pytempest.runtimes.redis_bus import cohorts, wire
 from pytempest.runtimes.redis_bus.heartbeat import heartbeat_key, make_name
 from pytempest.runtimes.redis_bus.lease import HeartbeatThread, WorkerCounts
 from pytempest.runtimes.redis_bus.runner import TaskRunner
@@ -72,6 +72,7 @@ class _Done:
     entry_id: bytes
     reply_to: str | None = None
     chunks: list[bytes] = field(default_factory=list)
+    field: bytes = wire.FIELD
 
 
 class Worker:
@@ -104,6 +105,9 @@ class Worker:
         self.registry = registry if registry is not None else Registry()
         if topology.metric_buckets_ms is not None:
             self.registry.buckets_ms = topology.metric_buckets_ms
+        self._claimed = [
+            self.registry.counter("task.entry.claimed", topology=topology.name, task=n) for n in names
+        ]
         self.task_names = names
         self.tasks = [graph.tasks[graph.index(n)] for n in names]
         self.keys = [keyspace.task_stream(topology.name, n) for n in names]
@@ -347,6 +351,7 @@ class Worker:
         pending = await self._client.xpending_range(key, GROUP, min(ids), max(ids), len(ids) * 2, self.name)
         times = {p["message_id"]: int(p["times_delivered"]) for p in pending}
         self.counts.claimed += len(claimed)
+        self._claimed[i].value += len(claimed)
         log.info("worker %s: claimed %d idle entries of %s (their worker died or stalled)",
                  self.name, len(claimed), key)  # fmt: skip
         for eid, fields in claimed:
@@ -374,6 +379,8 @@ class Worker:
     async def _handle(self, entry: _Entry) -> _Done:
         done = _Done(entry.stream, entry.entry_id)
         where = f"{self.keys[entry.stream]} entry {entry.entry_id.decode()}"
+        if cohorts.FIELD in entry.fields:
+            return await self._handle_cohort(entry, done, where)
         try:
             instance, _sent_ms, items = wire.decode_tasks(entry.fields, where)
         except WireError as exc:
@@ -393,6 +400,36 @@ class Worker:
             if entry.deliveries > 1:
                 self.counts.redelivered += sum(len(item[5]) for item in items)
         done.chunks = runner.encode(self.name, items, outcomes)
+        self.counts.entries += 1
+        return done
+
+    async def _handle_cohort(self, entry: _Entry, done: _Done, where: str) -> _Done:
+        """A cohort entry: one task over the flat bodies of many source messages."""
+        try:
+            instance, ref, counts, bodies = cohorts.decode_task(entry.fields, where)
+        except WireError as exc:
+            self.counts.malformed += 1
+            log.error("worker %s: dropped an entry it cannot read: %s", self.name, exc)
+            return done
+        if not await self._instance_alive(instance):
+            self.counts.orphaned += 1
+            return done
+        done.reply_to = keyspace.result_stream(self.topology.name, instance)
+        runner = self._runners[entry.stream]
+        if entry.deliveries > self.settings.max_deliveries:
+            self.counts.poison += 1
+            out = cohorts.poisoned(counts, runner.poison_failure(entry.deliveries))
+        else:
+            if runner.task.is_async() or runner.task.threaded:
+                log.error("worker %s: a cohort entry for task %r, which is not a sync inline task: "
+                          "the topology runs another version of it", self.name, runner.task.name)  # fmt: skip
+                self.counts.malformed += 1
+                return done
+            out = cohorts.run_chunk(runner.task, runner.has_filter, counts, bodies)
+            if entry.deliveries > 1:
+                self.counts.redelivered += len(bodies)
+        done.chunks = runner.encode_cohort(self.name, ref, out)
+        done.field = cohorts.FIELD
         self.counts.entries += 1
         return done
 
@@ -439,7 +476,7 @@ class Worker:
         by_stream: dict[int, list[bytes]] = {}
         for d in batch:
             for chunk in d.chunks:
-                pipe.execute_command("XADD", d.reply_to, "NOMKSTREAM", "*", wire.FIELD, chunk)
+                pipe.execute_command("XADD", d.reply_to, "NOMKSTREAM", "*", d.field, chunk)
             by_stream.setdefault(d.stream, []).append(d.entry_id)
         for i, ids in by_stream.items():
             pipe.xack(self.keys[i], GROUP, *ids)

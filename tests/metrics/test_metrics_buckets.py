@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pytempest import Pipeline, TestRun, Topology
 from pytempest.config import configure
+from pytempest.engine.engine import Engine
 from pytempest.errors import ConfigError
 from pytempest.metrics import PrometheusTarget
 from pytempest.metrics.registry import DEFAULT_BUCKETS_MS, Registry
@@ -127,3 +128,24 @@ def test_bad_buckets_in_code_are_config_errors(book: Callable[[], Pipeline], val
     good = Topology("bk", book(), MemorySource([]))
     with pytest.raises(ConfigError, match="metric_buckets_ms"):
         good.replace(metric_buckets_ms=value)
+
+
+def test_timers_made_before_the_engine_get_the_topologys_buckets(book: Callable[[], Pipeline]) -> None:
+    """An observer (the status publisher) may make its timers before the engine exists:
+    the engine's registry rebuckets those still empty; one with observations keeps its own."""
+    registry = Registry()
+    early = registry.timer("task.handle", topology="bk", task="T4")
+    used = registry.timer("user.thing", topology="bk")
+    used.observe(3.0)
+    own = Registry()
+    own.set_buckets("task.handle", [7, 70])
+    pinned = own.timer("task.handle", topology="bk", task="T4")
+    topology = Topology("bk", book(), MemorySource([f"m{i}" for i in range(N)]), metric_buckets_ms=[2, 20])
+    Engine(topology, registry=registry)
+    Engine(topology, registry=own)
+    assert early.bounds == (2.0, 20.0) and len(early.buckets) == 3
+    assert used.bounds == DEFAULT_BUCKETS_MS and used.count == 1
+    assert pinned.bounds == (7.0, 70.0)
+    assert registry.timer("task.handle", topology="bk", task="T1").bounds == (2.0, 20.0)
+    with pytest.raises(ValueError, match="has observations"):
+        used.rebucket((1.0,))

@@ -101,8 +101,7 @@ class Engine:
         self.executor = executor
         self.registry = registry if registry is not None else Registry()
         if topology.metric_buckets_ms is not None:
-            # before any timer is made: timers keep the bounds they were made with
-            self.registry.buckets_ms = topology.metric_buckets_ms
+            self.registry.use_buckets(topology.metric_buckets_ms)
         self.clock = clock
         self.wait_for_source = wait_for_source
         self.policy = topology.failure_policy

@@ -129,6 +129,14 @@ class Timer(Metric):
         self.bucket_sums = [0.0] * (len(bounds) + 1)
         self.max_ms = 0.0
 
+    def rebucket(self, bounds: tuple[float, ...]) -> None:
+        """Use other bounds; only for a timer without observations (they would be lost)."""
+        if self.count:
+            raise ValueError(f"timer {self.key!r} has observations; its buckets cannot change")
+        self.bounds = bounds
+        self.buckets = [0] * (len(bounds) + 1)
+        self.bucket_sums = [0.0] * (len(bounds) + 1)
+
     def observe(self, ms: float, n: int = 1) -> None:
         """Record ``n`` observations of ``ms`` milliseconds each."""
         i = bisect_left(self.bounds, ms)
@@ -233,6 +241,20 @@ class Registry:
         if func is not None:
             metric.func = func
         return metric
+
+    def use_buckets(self, buckets_ms: Sequence[float]) -> None:
+        """Use these bucket bounds (ms) for every timer without bounds of its own
+        (:meth:`set_buckets`): those made from now on, and those made already that have
+        no observations yet (an observer may make its timers before the engine applies
+        the topology's ``metric_buckets_ms``). A timer with observations keeps its bounds."""
+        bounds = check_buckets(buckets_ms)
+        old, self.buckets_ms = self.buckets_ms, bounds
+        for m in self:
+            if isinstance(m, Timer) and m.bounds == old and m.name not in self._buckets_by_name:
+                if m.count:
+                    log.warning("timer %s has observations already; it keeps its buckets %s", m.key, old)
+                else:
+                    m.rebucket(bounds)
 
     def set_buckets(self, name: str, buckets_ms: Sequence[float]) -> None:
         """Use these bucket bounds (ms) for timers named ``name`` made from now on."""

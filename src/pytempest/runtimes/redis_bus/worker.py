@@ -104,7 +104,7 @@ class Worker:
         self.name = name or make_name()
         self.registry = registry if registry is not None else Registry()
         if topology.metric_buckets_ms is not None:
-            self.registry.buckets_ms = topology.metric_buckets_ms
+            self.registry.use_buckets(topology.metric_buckets_ms)
         self._claimed = [
             self.registry.counter("task.entry.claimed", topology=topology.name, task=n) for n in names
         ]

@@ -24,8 +24,14 @@ def test_taken_for_inline_pipelines_only() -> None:
     assert used
     _, used = run(Topology("c2", book_dag(t2_sleep_s=0.001), MemorySource([b"x"] * 3)))
     assert not used, "a threaded task needs the per-batch path"
-    _, used = run(Topology("c3", book_dag(), MemorySource([b"x"] * 3)), observers=[EngineObserver()])
-    assert not used, "extra observers see every batch"
+    class PerBatch(EngineObserver):
+        def task_done(self, result: object, stale: bool) -> None:
+            pass
+
+    _, used = run(Topology("c3", book_dag(), MemorySource([b"x"] * 3)), observers=[PerBatch()])
+    assert not used, "an observer of every batch needs the per-batch path"
+    _, used = run(Topology("c3b", book_dag(), MemorySource([b"x"] * 3)), observers=[EngineObserver()])
+    assert used, "an observer of other events does not"
     _, used = run(Topology("c4", book_dag(), MemorySource([b"x"] * 3)), cohorts=False)
     assert not used
 

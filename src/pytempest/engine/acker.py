@@ -68,6 +68,17 @@ class Acker:
         if self.policy.kind == "individual" or len(ids) >= self.policy.size:
             self._wake.set()
 
+    def add_many(self, msg_ids: list[str]) -> None:
+        """Queue several ids for acking."""
+        if self.policy.kind == "none" or not msg_ids:
+            return
+        self.unacked += len(msg_ids)
+        ids = self._ids
+        if not ids:
+            self._oldest = time.monotonic()
+        ids += msg_ids
+        self._wake.set()
+
     def __len__(self) -> int:
         return len(self._ids)
 

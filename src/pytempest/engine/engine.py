@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import heapq
 import logging
+import operator
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Literal
@@ -40,6 +41,7 @@ from pytempest.model.policy import Backoff
 from pytempest.topology import Topology
 
 log = logging.getLogger("pytempest.engine")
+_DELIVERIES = operator.attrgetter("deliveries")
 
 StopReason = Literal["requested", "idle", "duration", "aborted", "error"]
 
@@ -76,8 +78,8 @@ class Engine:
         metrics: count the engine's own metrics (default). False leaves them out (to
             measure their cost); task and source metrics and targets still work.
         cohorts: let an executor whose tasks are all inline run each poll as one cohort
-            (``runtimes/cohort.py``); off while extra observers are attached, since they
-            would miss the per-batch events.
+            (``runtimes/cohort.py``; the distributed runtime's cohorts too); off while an
+            extra observer implements ``task_done`` or ``completed``, which it would miss.
     """
 
     def __init__(
@@ -126,7 +128,13 @@ class Engine:
         # task_done runs once per batch: call the metrics observer directly and only the
         # other observers that implement it.
         self._task_observers = [ob for ob in observers if type(ob).task_done is not EngineObserver.task_done]
-        self._extra = bool(observers)
+        # The cohort paths emit no per-batch or per-message events (task_done, completed):
+        # they stay off while an extra observer implements one of those.
+        self._extra = any(
+            type(ob).task_done is not EngineObserver.task_done
+            or type(ob).completed is not EngineObserver.completed
+            for ob in observers
+        )
         self.cohorts = cohorts
         self._cohorts = False
         self._async_cohorts = False
@@ -430,7 +438,7 @@ class Engine:
     def _admit(self, msgs: list[SourceMsg]) -> None:
         self._emit("read", msgs)
         limit = self.max_deliveries
-        if any(m.deliveries > limit for m in msgs):
+        if max(map(_DELIVERIES, msgs)) > limit:
             msgs = self._refuse_redelivered(msgs)
             if not msgs:
                 return
@@ -469,23 +477,30 @@ class Engine:
 
     def _run_cohort(self, msgs: list[SourceMsg]) -> None:
         """The fast path: run the whole poll through an inline pipeline at once."""
-        fresh: list[SourceMsg] = []
-        seen: set[str] = set()
-        for msg in msgs:
-            if msg.id in seen or msg.id in self.inflight or msg.id in self.retry_wait:
-                self._emit("duplicate", msg)
-                continue
-            seen.add(msg.id)
-            fresh.append(msg)
+        ids = [m.id for m in msgs]
+        fresh = msgs
+        if self.inflight or self.retry_wait or len(set(ids)) != len(ids):
+            fresh = []
+            seen: set[str] = set()
+            for msg in msgs:
+                if msg.id in seen or msg.id in self.inflight or msg.id in self.retry_wait:
+                    self._emit("duplicate", msg)
+                    continue
+                seen.add(msg.id)
+                fresh.append(msg)
+            ids = [m.id for m in fresh]
         outcome = self.executor.run_cohort([m.body for m in fresh])
         self.metrics.cohort_tallies(outcome.tallies)
         failed = outcome.failed
-        done = [m for i, m in enumerate(fresh) if i not in failed] if failed else fresh
-        if done:
-            self._emit("completed_many", done, self.clock())
-            add = self.acker.add
-            for msg in done:
-                add(msg.id)
+        if failed:
+            ids = [msg_id for i, msg_id in enumerate(ids) if i not in failed]
+        if ids:
+            self._emit(
+                "completed_many",
+                [m for i, m in enumerate(fresh) if i not in failed] if failed else fresh,
+                self.clock(),
+            )
+            self.acker.add_many(ids)
         for i, (task, failure) in failed.items():
             self._fail(self.tracker.new_state(fresh[i]), "error", self.graph.names[task], failure)
 

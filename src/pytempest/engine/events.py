@@ -8,7 +8,9 @@ never stops the engine.
 
 from __future__ import annotations
 
+import collections
 import logging
+import operator
 import time
 from collections.abc import Sequence
 
@@ -20,6 +22,7 @@ from pytempest.model.message import SourceMsg
 from pytempest.model.pipeline import Graph
 
 log = logging.getLogger("pytempest.engine")
+_READ_AT = operator.attrgetter("read_at")
 
 
 class EngineObserver:
@@ -142,12 +145,9 @@ class MetricsObserver(EngineObserver):
 
     def completed_many(self, msgs: Sequence[SourceMsg], now_ms: int) -> None:
         self.completed_count.value += len(msgs)
-        waits: dict[int, int] = {}
-        for msg in msgs:  # messages of one poll mostly share read_at: one observation each
-            wait = now_ms - msg.read_at
-            waits[wait] = waits.get(wait, 0) + 1
-        for wait, n in waits.items():
-            self.latency.observe(wait, n)
+        # messages of one poll mostly share read_at: one observation per distinct value
+        for read_at, n in collections.Counter(map(_READ_AT, msgs)).items():
+            self.latency.observe(now_ms - read_at, n)
 
     def cohort_tallies(self, tallies: Sequence[TaskTally]) -> None:
         for t, tally in enumerate(tallies):

@@ -1,6 +1,6 @@
 """The distributed runtime against the in-process runtime, measured in the same run.
 
-    python -m benchmarks.distributed [--w1 100000] [--book 5000] [--workers 1,2,4] [--runs 1]
+    python -m benchmarks.distributed [--w1 100000] [--book 5000] [--workers 1,2,4] [--runs 1] [--per-batch]
 
 Two workloads, each from a Redis stream (``RedisStreamSource``, ``batch(1000)`` acks,
 ``max_pending`` 2000, the same topology object for every setting):
@@ -10,8 +10,10 @@ Two workloads, each from a Redis stream (``RedisStreamSource``, ``batch(1000)`` 
   task messages per source message, ``--book`` source messages.
 
 Settings: in process (the baseline), then the topology in this process with 1, 2 and 4
-forked worker processes (``pytempest.runtimes.redis_bus``). Workers are started and
-registered before the clock starts; the clock stops when the topology is idle (every
+forked worker processes (``pytempest.runtimes.redis_bus``). Both workloads are all
+inline, so the bus runs each poll as a cohort (one entry per task per poll);
+``--per-batch`` adds the same settings with cohorts off (one batch per source message
+and task). Workers are started and registered before the clock starts; the clock stops when the topology is idle (every
 message acked). Printed per setting: source messages per second, the ratio to in
 process, the topology process's CPU time per source message (it bounds how many
 workers one topology can feed) and the workers' CPU per source message, summed.
@@ -91,14 +93,16 @@ def topology(name: str, pipeline: Pipeline, url: str, key: str, group: str) -> T
     return Topology(name, pipeline, source, max_pending=2000)
 
 
-async def run_engine(top: Topology, executor: RedisBusExecutor | None, registry: Registry) -> float:
-    engine = Engine(top, executor, registry)
+async def run_engine(
+    top: Topology, executor: RedisBusExecutor | None, registry: Registry, cohorts: bool = True
+) -> float:
+    engine = Engine(top, executor, registry, cohorts=cohorts)
     start = time.perf_counter()
     await engine.run(until_idle=True)
     return time.perf_counter() - start
 
 
-def run_once(url: str, name: str, pipeline: Pipeline, n: int, workers: int) -> Result:
+def run_once(url: str, name: str, pipeline: Pipeline, n: int, workers: int, cohorts: bool = True) -> Result:
     client = redis.Redis.from_url(url)
     key, group = f"bench:dist:{uuid.uuid4().hex[:8]}", "g"
     top = topology(name, pipeline, url, key, group)
@@ -112,7 +116,7 @@ def run_once(url: str, name: str, pipeline: Pipeline, n: int, workers: int) -> R
         registry = Registry()
         executor = RedisBusExecutor(name, url, settings=settings, registry=registry) if workers else None
         cpu = time.process_time()
-        seconds = asyncio.run(run_engine(top, executor, registry))
+        seconds = asyncio.run(run_engine(top, executor, registry, cohorts or not workers))
         topology_cpu = time.process_time() - cpu
         worker_cpu = sum(worker_cpu_s(client, name)) if workers else 0.0
         acked = registry.counter("source.msg.acked", topology=name, status="success").value
@@ -155,31 +159,40 @@ def worker_cpu_s(client: redis.Redis, name: str) -> list[float]:
 
 
 def measure(
-    url: str, label: str, pipeline_factory: type | object, n: int, workers: list[int], runs: int
+    url: str,
+    label: str,
+    pipeline_factory: type | object,
+    n: int,
+    workers: list[int],
+    runs: int,
+    per_batch: bool = False,
 ) -> None:
-    settings = [0, *workers]
-    results: dict[int, list[Result]] = {w: [] for w in settings}
+    # (workers, cohorts): 0 workers is in process; cohorts False is the per-batch bus path
+    settings = [(0, True), *((w, True) for w in workers), *((w, False) for w in workers if per_batch)]
+    results: dict[tuple[int, bool], list[Result]] = {s: [] for s in settings}
     for _ in range(runs):
-        for w in settings:
+        for w, cohorts in settings:
             name = f"bench-{label}-{w}-{os.getpid()}"
-            results[w].append(run_once(url, name, pipeline_factory(), n, w))  # type: ignore[operator]
-    base = statistics.median(r.seconds for r in results[0])
+            results[w, cohorts].append(run_once(url, name, pipeline_factory(), n, w, cohorts))  # type: ignore[operator]
+    base = statistics.median(r.seconds for r in results[0, True])
     print(f"\n{label}: {n} source messages, median of {runs} run(s)")
-    print(f"  {'setting':<14} {'msgs/s':>9} {'ratio':>6} {'topology CPU/msg':>17} {'workers CPU/msg':>16}")
-    for w in settings:
-        rs = results[w]
+    print(f"  {'setting':<24} {'msgs/s':>9} {'ratio':>6} {'topology CPU/msg':>17} {'workers CPU/msg':>16}")
+    for w, cohorts in settings:
+        rs = results[w, cohorts]
         sec = statistics.median(r.seconds for r in rs)
         tcpu = statistics.median(r.topology_cpu_s for r in rs) / n * 1e6
         wcpu = statistics.median(r.worker_cpu_s for r in rs) / n * 1e6
         setting = "in process" if w == 0 else f"{w} worker{'s' if w > 1 else ''}"
+        if w and not cohorts:
+            setting += " (per batch)"
         wtext = f"{wcpu:>13.1f} us" if w else f"{'-':>16}"
-        print(f"  {setting:<14} {n / sec:>9.0f} {base / sec:>6.2f} {tcpu:>14.1f} us {wtext}")
-    topo = min(statistics.median(r.topology_cpu_s for r in results[w]) / n for w in workers)
-    worker = statistics.median(r.worker_cpu_s for r in results[workers[0]]) / n
+        print(f"  {setting:<24} {n / sec:>9.0f} {base / sec:>6.2f} {tcpu:>14.1f} us {wtext}")
+    topo = min(statistics.median(r.topology_cpu_s for r in results[w, True]) / n for w in workers)
+    worker = statistics.median(r.worker_cpu_s for r in results[workers[0], True]) / n
     print(
         f"  bound: one topology process (one core) tops out near {1 / topo:,.0f} source msgs/s; it keeps "
         f"N workers busy when each needs T us of CPU per source message, N ~ T / {topo * 1e6:.0f} us "
-        f"(these no-op workers need {worker * 1e6:.0f} us: the topology is the limit; with 1 ms of task "
+        f"(these no-op workers need {worker * 1e6:.0f} us; with 1 ms of task "
         f"work per source message, N ~ {1e-3 / topo:.0f})"
     )
 
@@ -193,13 +206,18 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,4", help="worker process counts to measure")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument(
+        "--per-batch",
+        action="store_true",
+        help="also measure the bus without cohorts (one batch per message)",
+    )
     args = parser.parse_args()
     workers = [int(w) for w in args.workers.split(",") if w]
     print(f"machine: {os.cpu_count()} cores; Redis at {args.url}")
     if args.w1:
-        measure(args.url, "W1", w1_pipeline, args.w1, workers, args.runs)
+        measure(args.url, "W1", w1_pipeline, args.w1, workers, args.runs, args.per_batch)
     if args.book:
-        measure(args.url, "book", book_pipeline, args.book, workers, args.runs)
+        measure(args.url, "book", book_pipeline, args.book, workers, args.runs, args.per_batch)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import signal
 import time
 from pathlib import Path
 
-from .cluster import Cluster, cluster, prime, stop, wait_for
+from .cluster import Cluster, Proc, cluster, prime, stop, wait_for
 
 MESSAGES = 2000
 T4_PER_MESSAGE = 50
@@ -51,7 +51,10 @@ def test_worker_killed_mid_run_loses_nothing(tmp_path: Path, redis_url: str, key
             "a third of the messages acked", lambda: (c.source_group()["entries-read"] or 0) >= MESSAGES // 3
         )
         victim_name = wait_for("the victim's heartbeat", lambda: _worker_name(c, victim.pid), timeout=10)
-        wait_for("the victim to hold entries", lambda: _held(c, victim_name) > 0, timeout=30, every=0.001)
+        # Freeze it while it holds entries (with cohorts it holds few, briefly), then kill it.
+        wait_for(
+            "the victim to hold entries", lambda: _frozen_holding(c, victim, victim_name), timeout=30, every=0
+        )
         victim.signal(signal.SIGKILL)
         victim.wait(10)
         (tmp_path / "killed.txt").write_text(f"{time.time():.3f}\n")
@@ -90,6 +93,16 @@ def _worker_name(c: Cluster, pid: int) -> str | None:
         ):
             return name
     return None
+
+
+def _frozen_holding(c: Cluster, victim: Proc, name: str) -> bool:
+    """Stop ``victim`` (SIGSTOP); True when it holds entries, else let it go on."""
+    victim.signal(signal.SIGSTOP)
+    if _held(c, name) > 0:
+        return True
+    victim.signal(signal.SIGCONT)
+    time.sleep(0.0005)
+    return False
 
 
 def _held(c: Cluster, consumer: str) -> int:

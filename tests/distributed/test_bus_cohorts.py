@@ -4,6 +4,7 @@ task as one entry; the same outcomes as in process, timeouts, max_pending, shutd
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,7 +13,9 @@ import redis
 from pytempest import FailurePolicy, Pipeline, Topology, task
 from pytempest.deadletters import MemoryDeadLetter
 from pytempest.engine.engine import Engine
+from pytempest.engine.executor import TaskFailure
 from pytempest.metrics.registry import Registry
+from pytempest.runtimes.cohort import _Input
 from pytempest.runtimes.redis_bus import BusSettings, RedisBusExecutor, Worker, cohorts
 from pytempest.sources import MemorySource
 
@@ -330,3 +333,32 @@ def _forget(url: str, name: str) -> None:
         client.srem("pt:topologies", name)
     finally:
         client.close()
+
+
+def test_a_task_input_is_split_at_message_boundaries_within_the_entry_limit() -> None:
+    graph = Pipeline().task(task("t")(lambda body: None)).build()
+    rng = random.Random(7)
+    for _ in range(200):
+        sender = cohorts.CohortSender(
+            graph, "i", max_entry_bytes=rng.randint(1, 60), max_message_bytes=rng.randint(1, 80),
+            send=lambda t, d, n: None, next_ref=lambda: 0,
+            too_large=lambda t, n: TaskFailure("MessageTooLarge", str(n)),
+        )  # fmt: skip
+        todo = _Input()
+        for m in range(rng.randint(1, 30)):
+            k = rng.randint(1, 4)
+            todo.bodies += [b"x" * rng.randint(0, 12) for _ in range(k)]
+            todo.segments.append((m, k))
+        failed: dict[int, tuple[int, TaskFailure]] = {}
+        chunks = sender._chunks(0, todo, failed)
+        kept = todo.without(failed)
+        assert [s for c in chunks for s in c.segments] == kept.segments
+        assert [b for c in chunks for b in c.bodies] == kept.bodies
+        for c in chunks:
+            assert sum(k for _, k in c.segments) == len(c.bodies)
+            assert len(c.segments) == 1 or sum(map(len, c.bodies)) <= sender.max_entry_bytes
+        at = 0
+        for m, k in todo.segments:
+            size = sum(map(len, todo.bodies[at : at + k]))
+            at += k
+            assert (m in failed) == (size > sender.max_message_bytes)

@@ -27,8 +27,10 @@ in one ``MULTI``); the topology waits for all of them.
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 import msgpack
@@ -214,26 +216,34 @@ class CohortSender:
 
     def _chunks(self, t: int, todo: _Input, failed: dict[int, tuple[int, TaskFailure]]) -> list[_Input]:
         """Split a task's input at segment boundaries into entries of at most
-        ``max_entry_bytes``; a message whose bodies exceed ``max_message_bytes`` fails."""
+        ``max_entry_bytes`` (a message larger than that alone); a message whose bodies
+        exceed ``max_message_bytes`` fails."""
         total = wire.item_bytes(todo.bodies)
         if total <= self.max_entry_bytes and total <= self.max_message_bytes:
             return [todo]
-        chunks = [_Input()]
-        size = at = 0
-        for m, k in todo.segments:
-            bodies = todo.bodies[at : at + k]
-            at += k
-            n = wire.item_bytes(bodies)
-            if n > self.max_message_bytes:
-                failed[m] = (t, self.too_large(t, n))
-                continue
-            if chunks[-1].bodies and size + n > self.max_entry_bytes:
-                chunks.append(_Input())
-                size = 0
-            chunks[-1].bodies += bodies
-            chunks[-1].segments.append((m, k))
-            size += n
-        return [c for c in chunks if c.bodies]
+        segments = todo.segments
+        # where each segment ends, in bodies and in bytes (the byte sums run in C)
+        ends = list(accumulate(k for _, k in segments))
+        upto = list(accumulate(map(len, todo.bodies)))
+        ends_bytes = [upto[e - 1] for e in ends]
+        if total > self.max_message_bytes:
+            sizes = [b - a for a, b in zip([0, *ends_bytes], ends_bytes, strict=False)]
+            big = [i for i, n in enumerate(sizes) if n > self.max_message_bytes]
+            if big:
+                for i in big:
+                    failed[segments[i][0]] = (t, self.too_large(t, sizes[i]))
+                return self._chunks(t, todo.without(failed), failed)
+        chunks = []
+        first = 0
+        while first < len(segments):
+            base = ends_bytes[first - 1] if first else 0
+            last = max(first + 1, bisect_right(ends_bytes, base + self.max_entry_bytes, first))
+            chunk = _Input()
+            chunk.bodies = todo.bodies[ends[first - 1] if first else 0 : ends[last - 1]]
+            chunk.segments = segments[first:last]
+            chunks.append(chunk)
+            first = last
+        return chunks
 
     async def _run_task(
         self, t: int, todo: _Input, tally: TaskTally, failed: dict[int, tuple[int, TaskFailure]]

@@ -109,7 +109,7 @@ class RedisBusExecutor(Executor):
         self.malformed = r.counter("bus.result.malformed", topology=t)
         self.too_large = r.counter("bus.msg.too_large", topology=t)
         self.redis_errors = r.counter("bus.redis.error", topology=t)
-        r.gauge("bus.outstanding", lambda: float(len(self.outstanding)), topology=t)
+        r.gauge("bus.outstanding", lambda: float(self.outstanding_count()), topology=t)
 
     # -- Executor -------------------------------------------------------------------------
     async def start(self, graph: Graph, on_result: OnResult) -> None:
@@ -184,6 +184,10 @@ class RedisBusExecutor(Executor):
         if self._stopping:
             raise asyncio.CancelledError
         return await self._cohorts.run(bodies)
+
+    def outstanding_count(self) -> int:
+        """Batches and cohort entries sent and not answered yet."""
+        return len(self.outstanding) + (len(self._cohorts.waiting) if self._cohorts is not None else 0)
 
     def _take_ref(self) -> int:
         ref = self._next_ref
@@ -478,7 +482,7 @@ class RedisBusExecutor(Executor):
         return {
             "read": r.counter("source.msg.read", topology=t).value,
             "acked": r.counter("source.msg.acked", topology=t, status="success").value,
-            "outstanding": len(self.outstanding),
+            "outstanding": self.outstanding_count(),
             "sent": self.sent_msgs.value,
             "results": self.results.value,
             "dropped": self.dropped.value,

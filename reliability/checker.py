@@ -41,6 +41,8 @@ class Report:
     stuck: int = 0
     dropped: int = 0
     lost: int = 0
+    lost_by_redis: int = 0
+    """Messages Redis itself lost (restarted without persistence): counted, not ours."""
     corrupted: int = 0
     dup_task: int = 0
     dup_sink: int = 0
@@ -56,7 +58,7 @@ class Report:
 
     def row(self) -> dict[str, Any]:
         """The figures of the results table."""
-        keep = ("produced", "completed", "dead_lettered", "stuck", "dropped", "lost", "corrupted",
+        keep = ("produced", "completed", "dead_lettered", "stuck", "dropped", "lost", "lost_by_redis", "corrupted",
                 "dup_task", "dup_sink", "stale_dropped", "first_progress_ms", "drained_ms", "peak_rss_mib")  # fmt: skip
         data = asdict(self)
         return {k: data[k] for k in keep}

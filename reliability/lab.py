@@ -96,6 +96,7 @@ class Lab:
         self.group = "g"
         self.sink_key = f"{self.prefix}:sink"
         self.dlq_key = f"{self.prefix}:dlq"
+        self.dlq_url = main_url
         self.log_dir = tmp / "handles"
         self.log_dir.mkdir(exist_ok=True)
         self.metrics_file = tmp / "metrics.jsonl"
@@ -105,6 +106,8 @@ class Lab:
         self.producers: list[Producer] = []
         self.sampler = RssSampler()
         self.settings: dict[str, str] = {}
+        self.direct_url: str | None = None
+        """The source Redis for the producer and the checker, when not the default."""
         self.main = redis.Redis.from_url(main_url)
 
     # -- context ------------------------------------------------------------------------
@@ -157,6 +160,8 @@ class Lab:
 
     def _direct_source_url(self) -> str:
         """The source Redis without the proxy (the producer is not under test)."""
+        if self.direct_url:
+            return self.direct_url
         if self.servers:
             return self.servers[-1].url
         return self.main_url
@@ -171,7 +176,7 @@ class Lab:
             "PTR_GROUP": self.group,
             "PTR_SINK_URL": self.main_url,
             "PTR_SINK_KEY": self.sink_key,
-            "PTR_DLQ_URL": self.main_url,
+            "PTR_DLQ_URL": self.dlq_url,
             "PTR_LOG_DIR": str(self.log_dir),
             "PYTEMPEST_LOG_LEVEL": "INFO",
             **self.settings,
@@ -202,7 +207,7 @@ class Lab:
     # -- reading ----------------------------------------------------------------------------
     def records(self) -> Run:
         return Run(self.source_url_direct(), self.source_key, self.group, self.main_url, self.sink_key,
-                   self.main_url, self.dlq_key, self.log_dir)  # fmt: skip
+                   self.dlq_url, self.dlq_key, self.log_dir)  # fmt: skip
 
     def source_url_direct(self) -> str:
         return self._direct_source_url()

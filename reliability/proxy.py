@@ -5,7 +5,8 @@ Runs an asyncio server in its own thread (the tests drive it from plain code)::
     with TcpProxy(("127.0.0.1", 6379)) as proxy:
         url = f"redis://127.0.0.1:{proxy.port}/0"   # give this URL to the processes
         proxy.delay(200)       # every chunk, both ways, 200 ms late
-        proxy.blackhole()      # connections stay open, nothing goes through (a dead peer)
+        proxy.blackhole()      # nothing goes through; held bytes flow on heal (a partition)
+        proxy.drop()           # nothing goes through; bytes are discarded (lost in transit)
         proxy.cut()            # close every connection now (RST); new ones work
         proxy.refuse()         # stop listening: connection refused
         proxy.heal()           # back to forwarding (listening again)
@@ -24,7 +25,7 @@ from collections.abc import Coroutine
 from typing import Any, Literal, TypeVar
 
 T = TypeVar("T")
-Mode = Literal["pass", "delay", "blackhole"]
+Mode = Literal["pass", "delay", "blackhole", "drop"]
 CHUNK = 65536
 
 
@@ -47,6 +48,7 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._healed: asyncio.Event | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> TcpProxy:
@@ -89,11 +91,18 @@ class TcpProxy:
     def delay(self, ms: int) -> None:
         """Forward every chunk ``ms`` late (both directions)."""
         self.delay_ms = ms
-        self.mode = "delay" if ms > 0 else "pass"
+        self._call(self._set_mode("delay" if ms > 0 else "pass"))
 
     def blackhole(self) -> None:
-        """Keep every connection (and accept new ones) but forward nothing."""
-        self.mode = "blackhole"
+        """Keep every connection (and accept new ones) but forward nothing: bytes wait
+        (as TCP retransmits through a network partition) and flow on :meth:`heal`, unless
+        a side gave up on its connection meanwhile (its socket timeout)."""
+        self._call(self._set_mode("blackhole"))
+
+    def drop(self) -> None:
+        """Keep every connection but discard every byte (a middlebox eating data):
+        requests sent meanwhile are never answered; only a socket timeout ends the wait."""
+        self._call(self._set_mode("drop"))
 
     def cut(self) -> int:
         """Abort every open connection now (both sides see a reset); return how many."""
@@ -106,8 +115,8 @@ class TcpProxy:
 
     def heal(self) -> None:
         """Forward again without delay, and listen again after :meth:`refuse`."""
-        self.mode = "pass"
         self.delay_ms = 0
+        self._call(self._set_mode("pass"))
         if self._server is None:
             self._call(self._listen())
 
@@ -115,6 +124,15 @@ class TcpProxy:
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
+
+    async def _set_mode(self, mode: Mode) -> None:
+        if self._healed is None:
+            self._healed = asyncio.Event()
+        self.mode = mode
+        if mode == "blackhole":
+            self._healed.clear()
+        else:
+            self._healed.set()
 
     async def _listen(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port, reuse_address=True)
@@ -168,11 +186,16 @@ class TcpProxy:
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: bool) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while True:
+                if self.mode == "blackhole" and self._healed is not None:
+                    await self._healed.wait()  # read nothing: the bytes wait in the kernel
                 data = await reader.read(CHUNK)
                 if not data:
                     return
                 mode = self.mode
-                if mode == "blackhole":
+                if mode == "blackhole" and self._healed is not None:
+                    await self._healed.wait()
+                    mode = self.mode
+                if mode == "drop":
                     continue
                 if mode == "delay":
                     await asyncio.sleep(self.delay_ms / 1000)

@@ -21,7 +21,7 @@ Environment: ``PTR_NAME``, ``PTR_SOURCE_URL``, ``PTR_SOURCE_KEY``, ``PTR_GROUP``
 ``PTR_CONSUMER`` (``c1``), ``PTR_READ_COUNT`` (100), ``PTR_BLOCK_MS`` (100), ``PTR_ACK``
 (``batch(100, ack_interval_ms=50)``), ``PTR_MONITOR_MS`` (500), ``PTR_HANDLERS``
 (``claim:<ms>`` or ``dead_letter:<ms>:<times>,claim:<ms>``; default ``claim:60000``),
-``PTR_PREFETCH`` (1), ``PTR_SINK_URL`` / ``PTR_DLQ_URL`` (default the source's),
+``PTR_PREFETCH`` (1), ``PTR_MAX_LEN`` (unset), ``PTR_SINK_URL`` / ``PTR_DLQ_URL`` (default the source's),
 ``PTR_DLQ_KEY`` (empty: no dead letter), ``PTR_POLICY``, ``PTR_MSG_TIMEOUT_MS``,
 ``PTR_MAX_PENDING``, ``PTR_GRACE_MS``, ``PTR_METRICS_FILE`` (a JSON-lines metric target,
 flushed every 250 ms), ``PTR_LOG_DIR``.
@@ -29,6 +29,7 @@ flushed every 250 ms), ``PTR_LOG_DIR``.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -94,7 +95,7 @@ class Decode(Task):
         LOG.write(self.name, msg.seq if msg else None)
         if msg is not None and msg.act == "raise":
             raise ValueError(f"poison message {msg.seq}")
-        return [body]
+        return [body] if self.codec.name == "json" else [json.dumps(value).encode()]
 
 
 class Work(Task):
@@ -160,6 +161,7 @@ def topology() -> Topology:
         monitor_interval_ms=env_int("PTR_MONITOR_MS", 500),
         pending_handlers=handlers(env("PTR_HANDLERS", "claim:60000")),
         prefetch=env("PTR_PREFETCH", "1") == "1",
+        max_len=env_int("PTR_MAX_LEN", 0) or None,
     )
     dlq_key = env("PTR_DLQ_KEY")
     dead_letter = RedisStreamDeadLetter(env("PTR_DLQ_URL") or url, dlq_key) if dlq_key else None

@@ -162,3 +162,16 @@ def test_failpoints_are_parsed_strictly() -> None:
         failpoints.parse("engine.nope")
     with pytest.raises(ValueError, match=">= 1"):
         failpoints.parse("engine.before_ack@0")
+
+
+def test_until_idle_acks_at_once_instead_of_waiting_for_the_batch_interval() -> None:
+    class Noop(Task):
+        name = "noop"
+
+        def handle(self, body: bytes) -> None:
+            return None
+
+    source = MemorySource([b"x"] * 5, ack_policy=AckPolicy.batch(1000, ack_interval_ms=600_000))
+    metrics = TestRun(Topology("idle", Pipeline().task(Noop()), source)).run(timeout_ms=5_000)
+    assert metrics.reason == "idle"  # not "timeout": the acks did not wait 10 minutes
+    assert sorted(source.acked) == ["0", "1", "2", "3", "4"]

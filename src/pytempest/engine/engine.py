@@ -430,9 +430,13 @@ class Engine:
             await asyncio.wait_for(self._poll_wake.wait(), ms / 1000)
 
     def _check_idle(self) -> bool:
-        if self._until_idle and self._last_poll_empty and self.load == 0:
-            self.request_stop("idle")
-            return True
+        if self._until_idle and self._last_poll_empty:
+            load = self.load
+            if load == 0:
+                self.request_stop("idle")
+                return True
+            if load == self.acker.unacked:
+                self.acker.urgent()  # only acks are left: send them now, not after their interval
         return False
 
     def _admit(self, msgs: list[SourceMsg]) -> None:

@@ -109,9 +109,30 @@ def is_auth_error(exc: BaseException) -> bool:
     return isinstance(exc, rexc.ResponseError) and text.startswith(("WRONGPASS", "NOAUTH", "NOPERM"))
 
 
+TLS_REFUSALS = (
+    "CERTIFICATE_VERIFY_FAILED",
+    "CERTIFICATE_REQUIRED",
+    "HOSTNAME MISMATCH",
+    "UNKNOWN_CA",
+    "BAD_CERTIFICATE",
+    "WRONG_VERSION_NUMBER",
+)
+
+
+def is_tls_error(exc: BaseException) -> bool:
+    """The TLS handshake was refused (a certificate that does not verify, a host name it
+    does not name, no client certificate, TLS against a plain port): retrying cannot help."""
+    text = str(exc).upper()
+    return isinstance(exc, rexc.ConnectionError | OSError) and any(t in text for t in TLS_REFUSALS)
+
+
 def connection_problem(exc: BaseException) -> bool:
     """The server cannot be reached or the connection broke (worth a reconnect)."""
-    return isinstance(exc, rexc.ConnectionError | rexc.TimeoutError | OSError) and not is_auth_error(exc)
+    return (
+        isinstance(exc, rexc.ConnectionError | rexc.TimeoutError | OSError)
+        and not is_auth_error(exc)
+        and not is_tls_error(exc)
+    )
 
 
 def connection_error(url: str, exc: BaseException, what: str) -> SourceConnectionError:

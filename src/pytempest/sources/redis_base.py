@@ -38,6 +38,7 @@ from pytempest.redis.connection import (
     connection_problem,
     is_auth_error,
     is_nogroup,
+    is_tls_error,
     mask_url,
 )
 from pytempest.sources.base import Source
@@ -269,6 +270,14 @@ class RedisSourceBase(Source):
                 f"{where}: Redis at {mask_url(self.url)} refused the credentials or the "
                 f"command ({type(exc).__name__}: {exc}); check the user name and password in "
                 "the URL and that the ACL user exists, is enabled and may use this key"
+            )
+        if is_tls_error(exc):
+            self._broken = "TLS handshake refused"
+            return SourceError(
+                f"{where}: the TLS handshake with Redis at {mask_url(self.url)} failed ({exc}); check "
+                "ssl_ca_certs (the CA that signed the server's certificate), ssl_certfile and ssl_keyfile "
+                "(when the server asks for a client certificate) and that the host name in the URL is one "
+                "the server's certificate names"
             )
         if is_nogroup(exc):
             return _NoGroup(str(exc))

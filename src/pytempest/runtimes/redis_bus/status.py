@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pytempest.errors import SourceError
 from pytempest.model.message import now_ms
 from pytempest.redis import keyspace
-from pytempest.redis.connection import connect, connection_error, connection_problem, mask_url
+from pytempest.redis.connection import connect, connection_error, connection_problem, is_auth_error, mask_url
 from pytempest.runtimes.redis_bus.heartbeat import Member, live_workers_per_task, read_members, text
 
 SCAN_LIMIT = 10_000
@@ -29,6 +30,12 @@ async def collect_status(url: str, topology: str | None = None) -> dict[str, Any
             names = sorted(text(m) for m in await client.smembers(keyspace.TOPOLOGIES))
         topologies = [await _topology(client, name) for name in names]
     except Exception as exc:
+        if is_auth_error(exc):
+            raise SourceError(
+                f"pytempest status: Redis at {mask_url(url)} refused the credentials or the command "
+                f"({type(exc).__name__}: {exc}); check the user name and password in the URL and that "
+                "the ACL user may read the topology's keys (see docs/security.md)"
+            ) from exc
         if connection_problem(exc):
             raise connection_error(url, exc, "pytempest status") from exc
         raise

@@ -16,7 +16,7 @@ from pytempest.engine.engine import Engine
 from pytempest.engine.executor import TaskFailure
 from pytempest.metrics.registry import Registry
 from pytempest.runtimes.cohort import _Input
-from pytempest.runtimes.redis_bus import BusSettings, RedisBusExecutor, Worker, cohorts
+from pytempest.runtimes.redis_bus import BusSettings, RedisBusExecutor, Worker, cohorts, process
 from pytempest.sources import MemorySource
 
 FAST = BusSettings(heartbeat_interval_ms=100, heartbeat_ttl_ms=1000, block_ms=100, claim_interval_ms=50)
@@ -362,3 +362,44 @@ def test_a_task_input_is_split_at_message_boundaries_within_the_entry_limit() ->
             size = sum(map(len, todo.bodies[at : at + k]))
             at += k
             assert (m in failed) == (size > sender.max_message_bytes)
+
+
+def test_the_topology_command_runs_cohorts_and_reports_their_failures(
+    redis_url: str, key_prefix: str
+) -> None:
+    """``pytempest topology`` (run_topology) attaches the status publisher: it needs only
+    ``failed`` events, so cohorts stay on, and a failure still reaches its snapshot."""
+    seen: list[bytes] = []
+    letters = MemoryDeadLetter()
+    topology = Topology(
+        key_prefix,
+        dag(seen),
+        MemorySource(BODIES),
+        dead_letter=letters,
+        failure_policy=FailurePolicy.retry(0),
+    )
+    engines: list[Engine] = []
+
+    async def scenario() -> None:
+        worker = Worker(topology, None, redis_url, settings=FAST)
+        serving = asyncio.create_task(worker.run())
+        try:
+            reason, _ = await asyncio.wait_for(
+                process.run_topology(
+                    topology, redis_url, settings=FAST, until_idle=True, engine_ready=engines.append
+                ),
+                30,
+            )
+            assert reason == "idle"
+        finally:
+            worker.request_stop()
+            await asyncio.wait_for(serving, 10)
+
+    asyncio.run(scenario())
+    (engine,) = engines
+    assert engine._async_cohorts
+    assert engine.snapshot()[key_prefix + ".bus.entry.sent"] == 4  # one poll: one entry per task
+    assert len(letters.records) == 4 and len(seen) == 12
+    (publisher,) = [ob for ob in engine.observers if type(ob).__name__ == "StatusPublisher"]
+    assert len(publisher.take()["errors"]) == 4
+    _forget(redis_url, key_prefix)

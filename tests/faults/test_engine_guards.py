@@ -175,3 +175,39 @@ def test_until_idle_acks_at_once_instead_of_waiting_for_the_batch_interval() -> 
     metrics = TestRun(Topology("idle", Pipeline().task(Noop()), source)).run(timeout_ms=5_000)
     assert metrics.reason == "idle"  # not "timeout": the acks did not wait 10 minutes
     assert sorted(source.acked) == ["0", "1", "2", "3", "4"]
+
+
+class Outage(MemorySource):
+    """Its monitor always fails; its acks fail ``ack_failures`` times, then work."""
+
+    monitor_interval_ms = 10
+
+    def __init__(self, n: int, ack_failures: int) -> None:
+        super().__init__([f"m{i}" for i in range(n)], ack_policy=AckPolicy.individual())
+        self.ack_failures = ack_failures
+
+    async def monitor(self) -> None:
+        raise ConnectionError("the monitor's Redis is gone")
+
+    async def ack(self, ids: Sequence[str]) -> None:
+        if self.ack_failures > 0:
+            self.ack_failures -= 1
+            raise ConnectionError("the ack's Redis is gone")
+        await super().ack(ids)
+
+
+def test_an_outage_is_logged_once_not_once_per_attempt(caplog: pytest.LogCaptureFixture) -> None:
+    class Noop(Task):
+        name = "noop"
+
+        def handle(self, body: bytes) -> None:
+            return None
+
+    source = Outage(3, ack_failures=3)
+    with caplog.at_level("INFO", logger="pytempest"):
+        TestRun(Topology("storm", Pipeline().task(Noop()), source)).run(duration_ms=600, until_idle=False)
+    lines = [r.getMessage() for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+    assert sum("source monitor failed" in line for line in lines) == 1, lines  # ~60 failures, one line
+    assert sum("acking" in line for line in lines) == 1, lines  # 3 failed acks, one line
+    assert any("acks succeed again after 3 failures" in r.getMessage() for r in caplog.records)
+    assert sorted(source.acked) == ["0", "1", "2"]

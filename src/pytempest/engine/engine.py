@@ -45,6 +45,9 @@ _DELIVERIES = operator.attrgetter("deliveries")
 
 StopReason = Literal["requested", "idle", "duration", "aborted", "error"]
 
+MONITOR_LOG_QUIET_S = 10.0
+"""A source monitor that keeps failing is logged at most once per this many seconds."""
+
 MAX_DELIVERIES = 5
 """A source message delivered more than ``max(MAX_DELIVERIES, retries + 1)`` times is
 failed (reason ``max_deliveries``) without being run: a message that kills its process
@@ -750,6 +753,7 @@ class Engine:
     # -- monitor -------------------------------------------------------------------------
     async def _monitor_loop(self) -> None:
         interval = self.source.monitor_interval_ms / 1000
+        failures, last_log = 0, -MONITOR_LOG_QUIET_S
         while not self._closing:
             try:
                 await asyncio.wait_for(self._stop.wait(), interval)
@@ -759,7 +763,16 @@ class Engine:
             try:
                 await self.source.monitor()
             except Exception as exc:
-                log.warning("topology %s: source monitor failed: %r", self.topology.name, exc)
+                failures += 1
+                if time.monotonic() - last_log >= MONITOR_LOG_QUIET_S:  # no log storm during an outage
+                    last_log = time.monotonic()
+                    log.warning("topology %s: source monitor failed (%d in a row): %r", self.topology.name,
+                                failures, exc)  # fmt: skip
+                continue
+            if failures:
+                log.info("topology %s: source monitor succeeds again after %d failures", self.topology.name,
+                         failures)  # fmt: skip
+                failures, last_log = 0, -MONITOR_LOG_QUIET_S
 
     # -- events -----------------------------------------------------------------------------
     def _acked(self, count: int, ok: bool) -> None:

@@ -263,6 +263,8 @@ class LogObserver(EngineObserver):
         self.quiet_s = quiet_s
         self._last_poll_log = 0.0
         self._poll_errors = 0
+        self._last_ack_log = -quiet_s
+        self._ack_errors = 0
         self._debug = log.isEnabledFor(logging.DEBUG)
 
     def _extra(self, msg: SourceMsg, task: str | None) -> dict[str, object]:
@@ -368,5 +370,15 @@ class LogObserver(EngineObserver):
         }
 
     def acked(self, count: int, ok: bool) -> None:
-        if not ok:
-            log.warning("topology %s: acking %d message(s) failed; will retry", self.topology, count)
+        if ok:
+            if self._ack_errors:
+                log.info("topology %s: acks succeed again after %d failures", self.topology, self._ack_errors)
+                self._ack_errors = 0
+                self._last_ack_log = -self.quiet_s
+            return
+        self._ack_errors += 1
+        now = time.monotonic()
+        if now - self._last_ack_log >= self.quiet_s:  # at most one line per quiet_s in an outage
+            self._last_ack_log = now
+            log.warning("topology %s: acking %d message(s) failed (%d in a row); will retry",
+                        self.topology, count, self._ack_errors)  # fmt: skip

@@ -24,6 +24,7 @@ def test_taken_for_inline_pipelines_only() -> None:
     assert used
     _, used = run(Topology("c2", book_dag(t2_sleep_s=0.001), MemorySource([b"x"] * 3)))
     assert not used, "a threaded task needs the per-batch path"
+
     class PerBatch(EngineObserver):
         def task_done(self, result: object, stale: bool) -> None:
             pass
@@ -68,3 +69,27 @@ def test_same_metrics_on_both_paths(cohorts: bool) -> None:
     assert [r.source_id for r in dead.records] == ["5"]
     assert "returned int 5" in dead.records[0].error
     assert sorted(source.acked, key=int) == [str(i) for i in range(10)]
+
+
+@pytest.mark.parametrize("cohorts", [True, False])
+def test_outputs_before_a_raising_body_are_counted_once(cohorts: bool) -> None:
+    @task("split")
+    def split(body: bytes) -> list[bytes]:
+        if body == b"m3":
+            raise ValueError("bad m3")
+        return [body, body]
+
+    sink = Emit("sink", 0)
+    source = MemorySource([b"m%d" % i for i in range(6)])
+    topology = Topology(
+        "once",
+        Pipeline().task(split).task(sink).edge("split", "sink"),
+        source,
+        failure_policy=FailurePolicy.best_effort(),
+    )
+    metrics, used = run(topology, cohorts=cohorts)
+    assert used is cohorts
+    assert metrics["once.split.task.msg.outflow"] == 10
+    assert metrics["once.split.task.msg.handle"] == 6
+    assert metrics["once.split.task.msg.error"] == 1
+    assert sink.calls == 10

@@ -15,7 +15,7 @@ from pytempest.deadletters import MemoryDeadLetter
 from pytempest.engine.engine import Engine
 from pytempest.engine.executor import TaskFailure
 from pytempest.metrics.registry import Registry
-from pytempest.runtimes.cohort import _Input
+from pytempest.runtimes.cohort import CohortInput
 from pytempest.runtimes.redis_bus import BusSettings, RedisBusExecutor, Worker, cohorts, process
 from pytempest.sources import MemorySource
 
@@ -344,7 +344,7 @@ def test_a_task_input_is_split_at_message_boundaries_within_the_entry_limit() ->
             send=lambda t, d, n: None, next_ref=lambda: 0,
             too_large=lambda t, n: TaskFailure("MessageTooLarge", str(n)),
         )  # fmt: skip
-        todo = _Input()
+        todo = CohortInput()
         for m in range(rng.randint(1, 30)):
             k = rng.randint(1, 4)
             todo.bodies += [b"x" * rng.randint(0, 12) for _ in range(k)]

@@ -43,8 +43,8 @@ class EngineObserver:
     def completed_many(self, msgs: Sequence[SourceMsg], now_ms: int) -> None:
         """Messages of a cohort are done (the fast path; see ``runtimes/cohort.py``).
 
-        The engine takes the fast path only while no extra observer is attached, so only
-        the built-in observers need this event.
+        The engine takes the fast path only while no extra observer implements
+        ``task_done`` or ``completed``; observers that need those see every message.
         """
 
     def cohort_tallies(self, tallies: Sequence[TaskTally]) -> None:

@@ -35,7 +35,7 @@ _LIST_OR_NONE = frozenset({list, type(None)})
 _BYTES = frozenset({bytes})
 
 
-class _Input:
+class CohortInput:
     """A task's input for the cohort: flat bodies and the segments that own them."""
 
     __slots__ = ("bodies", "segments")
@@ -44,9 +44,9 @@ class _Input:
         self.bodies: list[bytes] = []
         self.segments: list[Segment] = []
 
-    def without(self, failed: dict[int, tuple[int, TaskFailure]]) -> _Input:
+    def without(self, failed: dict[int, tuple[int, TaskFailure]]) -> CohortInput:
         """The same input minus the segments of failed messages."""
-        kept = _Input()
+        kept = CohortInput()
         at = 0
         for m, k in self.segments:
             if m not in failed:
@@ -56,7 +56,7 @@ class _Input:
         return kept
 
 
-def _filtered(task: Task) -> Callable[[bytes], Any]:
+def filtered_handler(task: Task) -> Callable[[bytes], Any]:
     handle = task.handler()
     keep = task.filter
 
@@ -70,20 +70,20 @@ def run_cohort(graph: Graph, filters: list[bool], bodies: list[bytes]) -> Cohort
     """Run every task of ``graph`` over the cohort of source message ``bodies``."""
     n = len(graph)
     outcome = CohortOutcome(tallies=[TaskTally() for _ in range(n)])
-    inputs = [_Input() for _ in range(n)]
+    inputs = [CohortInput() for _ in range(n)]
     inputs[0].bodies = bodies
     inputs[0].segments = [(i, 1) for i in range(len(bodies))]
     failed = outcome.failed
     for t in graph.order:
         todo = inputs[t]
-        inputs[t] = _Input()
+        inputs[t] = CohortInput()
         if failed:
             todo = todo.without(failed)
         if not todo.bodies:
             continue
         task = graph.tasks[t]
-        handle = _filtered(task) if filters[t] else task.handler()
-        outs = _run_task(task, handle, todo, outcome.tallies[t], failed, t)
+        handle = filtered_handler(task) if filters[t] else task.handler()
+        outs = run_task(task, handle, todo, outcome.tallies[t], failed, t)
         if outs.bodies:
             descendants = graph.descendants[t]
             for d in descendants[:-1]:
@@ -99,19 +99,19 @@ def run_cohort(graph: Graph, filters: list[bool], bodies: list[bytes]) -> Cohort
     return outcome
 
 
-def _run_task(
+def run_task(
     task: Task,
     handle: Callable[[bytes], Any],
-    todo: _Input,
+    todo: CohortInput,
     tally: TaskTally,
     failed: dict[int, tuple[int, TaskFailure]],
     t: int,
-) -> _Input:
+) -> CohortInput:
     """Run one task over its input; return the outputs of the messages that did not fail.
 
     A body that raises fails its message; the segments after it run again.
     """
-    outs = _Input()
+    outs = CohortInput()
     bodies, segments = todo.bodies, todo.segments
     while segments:
         results: list[Any] = []
@@ -127,16 +127,17 @@ def _run_task(
             if results.count(None) == ran:
                 tally.handled += ran  # nothing for the descendants
                 return outs
+            before = len(outs.bodies)  # outputs of earlier rounds (before a body raised)
             if _split_fast(results, segments, outs):
                 tally.handled += ran
-                tally.outflow += len(outs.bodies)
+                tally.outflow += len(outs.bodies) - before
                 return outs
         done = _split_careful(task, results, segments, ran, error, tally, failed, t, outs)
         bodies, segments = bodies[done[0] :], segments[done[1] :]
     return outs
 
 
-def _split_fast(results: list[Any], segments: list[Segment], outs: _Input) -> bool:
+def _split_fast(results: list[Any], segments: list[Segment], outs: CohortInput) -> bool:
     """The common case in a few C-level passes: every result is None or a list of bytes.
 
     Appends to ``outs`` and returns True; returns False (``outs`` untouched) when the
@@ -178,7 +179,7 @@ def _split_careful(
     tally: TaskTally,
     failed: dict[int, tuple[int, TaskFailure]],
     t: int,
-    outs: _Input,
+    outs: CohortInput,
 ) -> tuple[int, int]:
     """Message by message, with every check; returns (bodies, segments) consumed, so the
     caller runs the rest again after a body raised."""

@@ -40,7 +40,7 @@ from pytempest.errors import WireError
 from pytempest.model.message import now_ms
 from pytempest.model.pipeline import Graph
 from pytempest.model.task import Task
-from pytempest.runtimes.cohort import _filtered, _Input, _run_task
+from pytempest.runtimes.cohort import CohortInput, filtered_handler, run_task
 from pytempest.runtimes.redis_bus import wire
 
 FIELD = b"c"
@@ -89,13 +89,13 @@ class ChunkOutcome:
 
 def run_chunk(task: Task, has_filter: bool, counts: list[int], bodies: list[bytes]) -> ChunkOutcome:
     """Run a sync ``task`` over the flat ``bodies`` of a cohort entry (the in-process code)."""
-    todo = _Input()
+    todo = CohortInput()
     todo.bodies = bodies
     todo.segments = list(enumerate(counts))
-    handle = _filtered(task) if has_filter else task.handler()
+    handle = filtered_handler(task) if has_filter else task.handler()
     failed: dict[int, tuple[int, TaskFailure]] = {}
     out = ChunkOutcome()
-    outs = _run_task(task, handle, todo, out.tally, failed, 0)
+    outs = run_task(task, handle, todo, out.tally, failed, 0)
     out.outputs = outs.bodies
     if outs.segments:
         out.out_segments, out.out_counts = (list(x) for x in zip(*outs.segments, strict=True))
@@ -196,13 +196,13 @@ class CohortSender:
         """Every task over the cohort, task by task in topological order."""
         graph = self.graph
         outcome = CohortOutcome(tallies=[TaskTally() for _ in graph.tasks])
-        inputs = [_Input() for _ in graph.tasks]
+        inputs = [CohortInput() for _ in graph.tasks]
         inputs[0].bodies = bodies
         inputs[0].segments = [(i, 1) for i in range(len(bodies))]
         failed = outcome.failed
         for t in graph.order:
             todo = inputs[t]
-            inputs[t] = _Input()
+            inputs[t] = CohortInput()
             if failed:
                 todo = todo.without(failed)
             if not todo.bodies:
@@ -214,7 +214,9 @@ class CohortSender:
                     inputs[d].segments += outs.segments
         return outcome
 
-    def _chunks(self, t: int, todo: _Input, failed: dict[int, tuple[int, TaskFailure]]) -> list[_Input]:
+    def _chunks(
+        self, t: int, todo: CohortInput, failed: dict[int, tuple[int, TaskFailure]]
+    ) -> list[CohortInput]:
         """Split a task's input at segment boundaries into entries of at most
         ``max_entry_bytes`` (a message larger than that alone); a message whose bodies
         exceed ``max_message_bytes`` fails."""
@@ -238,7 +240,7 @@ class CohortSender:
         while first < len(segments):
             base = ends_bytes[first - 1] if first else 0
             last = max(first + 1, bisect_right(ends_bytes, base + self.max_entry_bytes, first))
-            chunk = _Input()
+            chunk = CohortInput()
             chunk.bodies = todo.bodies[ends[first - 1] if first else 0 : ends[last - 1]]
             chunk.segments = segments[first:last]
             chunks.append(chunk)
@@ -246,8 +248,8 @@ class CohortSender:
         return chunks
 
     async def _run_task(
-        self, t: int, todo: _Input, tally: TaskTally, failed: dict[int, tuple[int, TaskFailure]]
-    ) -> _Input:
+        self, t: int, todo: CohortInput, tally: TaskTally, failed: dict[int, tuple[int, TaskFailure]]
+    ) -> CohortInput:
         chunks = self._chunks(t, todo, failed)
         loop = asyncio.get_running_loop()
         refs: list[int] = []
@@ -263,7 +265,7 @@ class CohortSender:
         finally:
             for ref in refs:
                 self.waiting.pop(ref, None)
-        outs = _Input()
+        outs = CohortInput()
         for chunk, parts in zip(chunks, answers, strict=True):
             owners = chunk.segments
             for _, _, _, _, _, segs, cnts, outputs, fails, (handled, skipped, errors, elapsed) in parts:

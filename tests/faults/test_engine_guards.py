@@ -211,3 +211,29 @@ def test_an_outage_is_logged_once_not_once_per_attempt(caplog: pytest.LogCapture
     assert sum("acking" in line for line in lines) == 1, lines  # 3 failed acks, one line
     assert any("acks succeed again after 3 failures" in r.getMessage() for r in caplog.records)
     assert sorted(source.acked) == ["0", "1", "2"]
+
+
+def test_a_source_that_cannot_connect_at_start_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    from pytempest.errors import SourceConnectionError
+
+    class Late(MemorySource):
+        failures = 4
+
+        async def setup(self) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise SourceConnectionError("cannot reach Redis at redis://u:***@db:6379/0")
+
+    class Noop(Task):
+        name = "noop"
+
+        def handle(self, body: bytes) -> None:
+            return None
+
+    source = Late([b"a", b"b"])
+    with caplog.at_level("INFO", logger="pytempest"):
+        metrics = TestRun(Topology("late", Pipeline().task(Noop()), source)).run(timeout_ms=10_000)
+    assert metrics.reason == "idle" and sorted(source.acked) == ["0", "1"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("not reachable" in m for m in messages) == 1, messages  # 4 attempts, one line
+    assert any("reachable after 4 failed attempts" in m for m in messages)

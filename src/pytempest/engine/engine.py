@@ -46,7 +46,7 @@ _DELIVERIES = operator.attrgetter("deliveries")
 StopReason = Literal["requested", "idle", "duration", "aborted", "error"]
 
 MONITOR_LOG_QUIET_S = 10.0
-"""A source monitor that keeps failing is logged at most once per this many seconds."""
+"""A source setup or monitor that keeps failing is logged at most once per this many seconds."""
 
 MAX_DELIVERIES = 5
 """A source message delivered more than ``max(MAX_DELIVERIES, retries + 1)`` times is
@@ -260,18 +260,25 @@ class Engine:
 
     async def _setup_source(self) -> None:
         backoff = Backoff(100, max(1000, self.source.max_backoff_ms))
+        attempts, last_log = 0, -MONITOR_LOG_QUIET_S
         while True:
             try:
                 await self.source.setup()
+                if attempts:
+                    log.info("topology %s: source %s reachable after %d failed attempts",
+                             self.topology.name, self.source.describe(), attempts)  # fmt: skip
                 return
             except SourceConnectionError as exc:
                 if not self.wait_for_source or self._stop.is_set():
                     raise
+                attempts += 1
                 wait = backoff.miss()
-                log.warning(
-                    "topology %s: source %s not reachable (%s); retrying in %d ms",
-                    self.topology.name, self.source.describe(), exc, wait,
-                )  # fmt: skip
+                if time.monotonic() - last_log >= MONITOR_LOG_QUIET_S:  # one line per 10 s, not per try
+                    last_log = time.monotonic()
+                    log.warning(
+                        "topology %s: source %s not reachable (%d attempts so far: %s); retrying every %d ms",
+                        self.topology.name, self.source.describe(), attempts, exc, wait,
+                    )  # fmt: skip
                 try:
                     await asyncio.wait_for(self._stop.wait(), wait / 1000)
                 except TimeoutError:

@@ -92,6 +92,7 @@ def _one(lab: Lab, point: Point, n: int) -> tuple[list[Check], object]:
         at_most(
             f"{label}: completions duplicated (window: {window} unacked at the kill)", report.dup_sink, window
         ),
+        at_most(f"{label}: completions duplicated <= max_pending", report.dup_sink, 50),
     ]
     if point.poison:
         checks.append(equal(f"{label}: dead-lettered before the kill", dead_before, 1))

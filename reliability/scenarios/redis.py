@@ -176,7 +176,7 @@ def b4_down_at_start(lab: Lab, quick: bool) -> Result:
         at_most(
             "'not reachable' lines while down (one per 10 s, not one per try)",
             waiting_lines,
-            2 + int(down_s // 10),
+            3 + int(down_s // 10),
         ),
         equal("exit code once Redis was up", code, 0),
         equal("completed", report.completed, report.produced),

@@ -22,3 +22,7 @@ def test_a1_worker_killed_mid_batch_is_claimed_and_bounded(lab: Lab) -> None:
 
 def test_c3_message_that_kills_the_topology_process_ends_dead_lettered(lab: Lab) -> None:
     passed(crash.c3_inprocess(lab, True))
+
+
+def test_c3_message_that_kills_every_worker_is_dead_lettered_after_max_deliveries(lab: Lab) -> None:
+    passed(crash.c3_crashing_message(lab, True))

@@ -55,11 +55,17 @@ LOCAL_CLUSTER = "pytempest.runtimes.redis_bus.local"
     help="Distributed runtime: run the tasks in N worker processes that talk through Redis (redis_url).",
 )
 @click.option("--quiet", is_flag=True, help="No progress line and no summary.")
+@click.option(
+    "--no-wait",
+    is_flag=True,
+    help="Exit with code 3 when the source cannot be reached at start, instead of waiting for it.",
+)
 @dashboard_options
 @settings_options
 @log_options
 def run(target: str, config: str | None, until_idle: bool, duration_ms: int | None, processes: int | None,
-        quiet: bool, log_level: str | None, log_format: str | None, **settings: Any) -> None:  # fmt: skip
+        quiet: bool, no_wait: bool, log_level: str | None, log_format: str | None,
+        **settings: Any) -> None:  # fmt: skip
     """Run TARGET (package.module:attribute or path/to/file.py:attribute) in this process.
 
     The first SIGTERM/SIGINT stops reading and lets in-flight messages finish (up to
@@ -82,9 +88,9 @@ def run(target: str, config: str | None, until_idle: bool, duration_ms: int | No
     topology = configured.topology
     dashboard = embedded_dashboard(topology, settings)
     engine = (
-        Engine(topology)
+        Engine(topology, wait_for_source=not no_wait)
         if dashboard is None
-        else Engine(topology, None, dashboard.registry, dashboard.observers)
+        else Engine(topology, None, dashboard.registry, dashboard.observers, wait_for_source=not no_wait)
     )
     progress = Progress(sys.stderr) if not quiet and sys.stderr.isatty() else None
     with exit_codes():

@@ -32,14 +32,13 @@ from dataclasses import dataclass
 
 import redis
 
-from pytempest import Pipeline, Topology, task
+from benchmarks.common import book_pipeline, fill, w1_pipeline
+from pytempest import Pipeline, Topology
 from pytempest.engine.engine import Engine
 from pytempest.metrics.registry import Registry
 from pytempest.runtimes.redis_bus import BusSettings, RedisBusExecutor
 from pytempest.runtimes.redis_bus.process import start_workers, stop_workers
 from pytempest.sources import RedisStreamSource
-
-BODY = b"x" * 100
 
 
 @dataclass
@@ -47,43 +46,6 @@ class Result:
     seconds: float
     topology_cpu_s: float
     worker_cpu_s: float
-
-
-def noop(body: bytes) -> None:
-    return None
-
-
-def t1(body: bytes) -> list[bytes]:
-    return [body] * 10
-
-
-def t2(body: bytes) -> list[bytes]:
-    return [body] * 5
-
-
-def w1_pipeline() -> Pipeline:
-    return Pipeline().task(task("noop")(noop))
-
-
-def book_pipeline() -> Pipeline:
-    return (
-        Pipeline()
-        .task(task("T1")(t1))
-        .task(task("T2")(t2))
-        .task(task("T3")(noop))
-        .task(task("T4")(noop))
-        .edges(("T1", "T2"), ("T1", "T3"), ("T2", "T4"), ("T3", "T4"))
-    )
-
-
-def fill(client: redis.Redis, key: str, n: int) -> None:
-    client.delete(key)
-    pipe = client.pipeline(transaction=False)
-    for i in range(n):
-        pipe.xadd(key, {"body": BODY})
-        if i % 1000 == 999:
-            pipe.execute()
-    pipe.execute()
 
 
 def topology(name: str, pipeline: Pipeline, url: str, key: str, group: str) -> Topology:

@@ -48,6 +48,15 @@ log = logging.getLogger("pytempest.sources.redis")
 T = TypeVar("T")
 
 CONSUMER_ENV = "PYTEMPEST_CONSUMER"
+
+TEMPEST_ALIASES: dict[str, str] = {
+    "uri": "url",
+    "read_msg_count": "read_count",
+    "poll_interval": "poll_interval_ms",
+    "max_backoff": "max_backoff_ms",
+    "monitor_interval": "monitor_interval_ms",
+}
+"""The original Tempest's ``[source.config]`` key names every Redis source accepts."""
 """Environment variable that sets the default consumer name of the Redis sources."""
 
 Action = Literal["claim", "ack", "delete", "dead_letter"]

@@ -29,6 +29,7 @@ from pytempest.model.message import SourceMsg, now_ms
 from pytempest.model.policy import AckPolicy
 from pytempest.redis import keyspace
 from pytempest.sources.redis_base import (
+    TEMPEST_ALIASES,
     PendingHandler,
     RedisSourceBase,
     decode_id,
@@ -73,14 +74,7 @@ class RedisListSource(RedisSourceBase):
     """
 
     kind: ClassVar[str] = "redis_list"
-    config_aliases: ClassVar[dict[str, str]] = {
-        "uri": "url",
-        "read_msg_count": "read_count",
-        "block_read": "block_ms",
-        "poll_interval": "poll_interval_ms",
-        "max_backoff": "max_backoff_ms",
-        "monitor_interval": "monitor_interval_ms",
-    }
+    config_aliases: ClassVar[dict[str, str]] = {**TEMPEST_ALIASES, "block_read": "block_ms"}
 
     def __init__(
         self,

@@ -26,6 +26,7 @@ from pytempest.model.message import SourceMsg, now_ms
 from pytempest.model.policy import AckPolicy
 from pytempest.redis import keyspace
 from pytempest.sources.redis_base import (
+    TEMPEST_ALIASES,
     PendingHandler,
     RedisSourceBase,
     decode_id,
@@ -69,14 +70,7 @@ class RedisSortedSetSource(RedisSourceBase):
     """
 
     kind: ClassVar[str] = "redis_sorted_set"
-    config_aliases: ClassVar[dict[str, str]] = {
-        "uri": "url",
-        "read_msg_count": "read_count",
-        "poll_interval": "poll_interval_ms",
-        "max_backoff": "max_backoff_ms",
-        "monitor_interval": "monitor_interval_ms",
-        "lease": "lease_ms",
-    }
+    config_aliases: ClassVar[dict[str, str]] = {**TEMPEST_ALIASES, "lease": "lease_ms"}
 
     def __init__(
         self,

@@ -33,6 +33,7 @@ from pytempest.model.message import SourceMsg, now_ms
 from pytempest.model.policy import AckPolicy
 from pytempest.redis.connection import is_busygroup
 from pytempest.sources.redis_base import (
+    TEMPEST_ALIASES,
     PendingHandler,
     RedisSourceBase,
     _NoGroup,
@@ -96,13 +97,9 @@ class RedisStreamSource(RedisSourceBase):
 
     kind: ClassVar[str] = "redis_stream"
     config_aliases: ClassVar[dict[str, str]] = {
-        "uri": "url",
+        **TEMPEST_ALIASES,
         "group_starting_id": "group_start_id",
-        "read_msg_count": "read_count",
         "block_read": "block_ms",
-        "poll_interval": "poll_interval_ms",
-        "max_backoff": "max_backoff_ms",
-        "monitor_interval": "monitor_interval_ms",
     }
 
     def __init__(

@@ -1,0 +1,1 @@
+"""One module per system; each runs a :class:`~benchmarks.suite.spec.Job` in its child process."""

@@ -11,7 +11,9 @@ Three tasks in a chain, over a Redis stream of harness messages (:mod:`.messages
 * ``work`` (threaded) sleeps ``PTR_WORK_MS`` (or the ``sleep:<ms>`` of the message) and
   SIGKILLs its own process for a message whose ``act`` is ``crash``;
 * ``sink`` appends ``{seq, run, ok, pid}`` to the sink stream ``PTR_SINK_KEY``: the
-  outcome record of a completed message (``ok`` is 0 when the checksum did not match).
+  outcome record of a completed message (``ok`` is 0 when the checksum did not match);
+  inline, or threaded with ``PTR_SINK_THREADED=1`` (then a hung sink does not hold the
+  event loop, and the source's own calls meet the outage).
 
 Every ``handle`` call also appends ``<task> <seq> <epoch ms>`` to ``PTR_LOG_DIR/handles-<pid>.log``
 with one ``write`` (it survives a SIGKILL of the process): the checker counts task-level
@@ -119,6 +121,7 @@ class Sink(Task):
 
     def __init__(self) -> None:
         self.client: redis.Redis | None = None
+        self.threaded = env_int("PTR_SINK_THREADED", 0) == 1
 
     def setup(self) -> None:
         url = env("PTR_SINK_URL") or env("PTR_SOURCE_URL")

@@ -515,6 +515,8 @@ class Engine:
                 self.clock(),
             )
             self.acker.add_many(ids)
+            if not self.inflight and not self._finishing_count:
+                self.acker.urgent()  # nothing else runs: ack now rather than after the interval
         for i, (task, failure) in failed.items():
             self._fail(self.tracker.new_state(fresh[i]), "error", self.graph.names[task], failure)
 
@@ -630,6 +632,7 @@ class Engine:
             self._room.set()
         if not self.inflight and not self._finishing_count and not self._cohort_load:
             self._drained.set()
+            self.acker.urgent()  # nothing else runs: ack now rather than after the interval
             if self._last_poll_empty and not self.retry_wait:
                 self._poll_wake.set()
 

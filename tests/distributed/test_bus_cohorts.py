@@ -348,17 +348,20 @@ def test_a_task_input_is_split_at_message_boundaries_within_the_entry_limit() ->
         for m in range(rng.randint(1, 30)):
             k = rng.randint(1, 4)
             todo.bodies += [b"x" * rng.randint(0, 12) for _ in range(k)]
-            todo.segments.append((m, k))
+            todo.owners.append(m)
+            todo.counts.append(k)
         failed: dict[int, tuple[int, TaskFailure]] = {}
         chunks = sender._chunks(0, todo, failed)
         kept = todo.without(failed)
-        assert [s for c in chunks for s in c.segments] == kept.segments
+        assert [s for c in chunks for s in zip(c.owners, c.counts, strict=True)] == list(
+            zip(kept.owners, kept.counts, strict=True)
+        )
         assert [b for c in chunks for b in c.bodies] == kept.bodies
         for c in chunks:
-            assert sum(k for _, k in c.segments) == len(c.bodies)
-            assert len(c.segments) == 1 or sum(map(len, c.bodies)) <= sender.max_entry_bytes
+            assert sum(c.counts) == len(c.bodies)
+            assert len(c.counts) == 1 or sum(map(len, c.bodies)) <= sender.max_entry_bytes
         at = 0
-        for m, k in todo.segments:
+        for m, k in zip(todo.owners, todo.counts, strict=True):
             size = sum(map(len, todo.bodies[at : at + k]))
             at += k
             assert (m in failed) == (size > sender.max_message_bytes)

@@ -89,16 +89,12 @@ class ChunkOutcome:
 
 def run_chunk(task: Task, has_filter: bool, counts: list[int], bodies: list[bytes]) -> ChunkOutcome:
     """Run a sync ``task`` over the flat ``bodies`` of a cohort entry (the in-process code)."""
-    todo = CohortInput()
-    todo.bodies = bodies
-    todo.segments = list(enumerate(counts))
+    todo = CohortInput(bodies, list(range(len(counts))), counts)
     handle = filtered_handler(task) if has_filter else task.handler()
     failed: dict[int, tuple[int, TaskFailure]] = {}
     out = ChunkOutcome()
     outs = run_task(task, handle, todo, out.tally, failed, 0)
-    out.outputs = outs.bodies
-    if outs.segments:
-        out.out_segments, out.out_counts = (list(x) for x in zip(*outs.segments, strict=True))
+    out.outputs, out.out_segments, out.out_counts = outs.bodies, outs.owners, outs.counts
     out.failed = {i: f for i, (_, f) in failed.items()}
     return out
 
@@ -197,8 +193,7 @@ class CohortSender:
         graph = self.graph
         outcome = CohortOutcome(tallies=[TaskTally() for _ in graph.tasks])
         inputs = [CohortInput() for _ in graph.tasks]
-        inputs[0].bodies = bodies
-        inputs[0].segments = [(i, 1) for i in range(len(bodies))]
+        inputs[0] = CohortInput.of_messages(bodies)
         failed = outcome.failed
         for t in graph.order:
             todo = inputs[t]
@@ -210,8 +205,7 @@ class CohortSender:
             outs = await self._run_task(t, todo, outcome.tallies[t], failed)
             if outs.bodies:
                 for d in graph.descendants[t]:
-                    inputs[d].bodies += outs.bodies
-                    inputs[d].segments += outs.segments
+                    inputs[d].extend(outs)
         return outcome
 
     def _chunks(
@@ -223,9 +217,9 @@ class CohortSender:
         total = wire.item_bytes(todo.bodies)
         if total <= self.max_entry_bytes and total <= self.max_message_bytes:
             return [todo]
-        segments = todo.segments
+        owners = todo.owners
         # where each segment ends, in bodies and in bytes (the byte sums run in C)
-        ends = list(accumulate(k for _, k in segments))
+        ends = list(accumulate(todo.counts))
         upto = list(accumulate(map(len, todo.bodies)))
         ends_bytes = [upto[e - 1] for e in ends]
         if total > self.max_message_bytes:
@@ -233,16 +227,18 @@ class CohortSender:
             big = [i for i, n in enumerate(sizes) if n > self.max_message_bytes]
             if big:
                 for i in big:
-                    failed[segments[i][0]] = (t, self.too_large(t, sizes[i]))
+                    failed[owners[i]] = (t, self.too_large(t, sizes[i]))
                 return self._chunks(t, todo.without(failed), failed)
         chunks = []
         first = 0
-        while first < len(segments):
+        while first < len(owners):
             base = ends_bytes[first - 1] if first else 0
             last = max(first + 1, bisect_right(ends_bytes, base + self.max_entry_bytes, first))
-            chunk = CohortInput()
-            chunk.bodies = todo.bodies[ends[first - 1] if first else 0 : ends[last - 1]]
-            chunk.segments = segments[first:last]
+            chunk = CohortInput(
+                todo.bodies[ends[first - 1] if first else 0 : ends[last - 1]],
+                owners[first:last],
+                todo.counts[first:last],
+            )
             chunks.append(chunk)
             first = last
         return chunks
@@ -258,8 +254,9 @@ class CohortSender:
                 ref = self.next_ref()
                 refs.append(ref)
                 self.waiting[ref] = _Waiting(loop.create_future())
-                counts = [k for _, k in chunk.segments]
-                data = msgpack.packb([wire.WIRE_VERSION, self.instance, now_ms(), ref, counts, chunk.bodies])
+                data = msgpack.packb(
+                    [wire.WIRE_VERSION, self.instance, now_ms(), ref, chunk.counts, chunk.bodies]
+                )
                 self.send(t, data, len(chunk.bodies))
             answers = await asyncio.gather(*(self.waiting[ref].future for ref in refs))
         finally:
@@ -267,13 +264,14 @@ class CohortSender:
                 self.waiting.pop(ref, None)
         outs = CohortInput()
         for chunk, parts in zip(chunks, answers, strict=True):
-            owners = chunk.segments
+            owners = chunk.owners
             for _, _, _, _, _, segs, cnts, outputs, fails, (handled, skipped, errors, elapsed) in parts:
                 for i, f in fails:
-                    failed[owners[i][0]] = (t, wire.failure_from_wire(f) or TaskFailure("WireError", ""))
+                    failed[owners[i]] = (t, wire.failure_from_wire(f) or TaskFailure("WireError", ""))
                 if outputs:
                     outs.bodies += outputs
-                    outs.segments += [(owners[i][0], c) for i, c in zip(segs, cnts, strict=True)]
+                    outs.owners += map(owners.__getitem__, segs)
+                    outs.counts += cnts
                 tally.handled += handled
                 tally.skipped += skipped
                 tally.errors += errors

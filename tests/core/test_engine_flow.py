@@ -132,6 +132,28 @@ def test_async_threaded_and_inline_tasks_together() -> None:
     assert seen_threads and all(n.startswith("pytempest-task") for n in seen_threads)
 
 
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_a_threaded_task_runs_at_most_concurrency_batches_at_once(concurrency: int) -> None:
+    lock = threading.Lock()
+    running = peak = 0
+
+    @task("io", threaded=True, concurrency=concurrency)
+    def blocking(body: bytes) -> None:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.002)
+        with lock:
+            running -= 1
+
+    source = MemorySource([b"%d" % i for i in range(60)])
+    metrics = TestRun(Topology("bounded", Pipeline().task(blocking), source, max_pending=60)).run()
+    assert metrics["bounded.source.msg.acked.success"] == 60
+    assert metrics["bounded.io.task.msg.handle"] == 60
+    assert peak == concurrency  # reached (60 messages wait) and never passed
+
+
 def test_str_outputs_are_encoded_and_generators_accepted() -> None:
     got: list[bytes] = []
 

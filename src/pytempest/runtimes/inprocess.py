@@ -3,7 +3,9 @@
 * A sync ``handle`` runs inline on the event loop, batch after batch, from one queue
   (fastest for CPU-light work; the loop yields to I/O every ``yield_every`` batches).
 * A task with ``threaded = True`` runs its batches in a thread pool, so blocking I/O in
-  ``handle`` does not stall the loop.
+  ``handle`` does not stall the loop. Its batches wait in a queue of their own; at most
+  ``Task.concurrency`` pool threads (and at most ``max_threads``) drain it, each taking
+  batch after batch, so a waiting batch costs no future or pool work item.
 * An ``async def handle`` runs on the loop; the bodies of a batch run concurrently, at
   most ``Task.concurrency`` calls of one task at a time.
 
@@ -33,6 +35,9 @@ from pytempest.runtimes.outputs import assemble_outputs, failure_of
 log = logging.getLogger("pytempest.runtime")
 
 INLINE, THREAD, ASYNC = 0, 1, 2
+
+THREAD_DRAIN = 64
+"""Batches one pool job of a threaded task runs before it gives its thread back."""
 
 
 Outcome = tuple[list[bytes], int, int, float, TaskFailure | None]
@@ -173,6 +178,10 @@ class InProcessExecutor(Executor):
         self._stopping = False
         self._stopped = False
         self._pool: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread_queues: list[deque[TaskBatch]] = []
+        self._thread_jobs: list[int] = []
+        self._thread_limits: list[int] = []
         self._async_jobs: set[asyncio.Future[Any]] = set()
         self._tasks: tuple[Task, ...] = ()
         self._graph: Graph | None = None
@@ -196,6 +205,10 @@ class InProcessExecutor(Executor):
                 self._kinds.append(INLINE)
         self._filters = [t.has_filter() for t in graph.tasks]
         self._sems = [asyncio.Semaphore(max(1, t.concurrency)) for t in graph.tasks]
+        self._loop = asyncio.get_running_loop()
+        self._thread_queues = [deque() for _ in graph.tasks]
+        self._thread_jobs = [0] * len(graph.tasks)
+        self._thread_limits = [max(1, min(t.concurrency, self.max_threads)) for t in graph.tasks]
         if THREAD in self._kinds:
             self._pool = ThreadPoolExecutor(self.max_threads, thread_name_prefix="pytempest-task")
         for t in graph.tasks:
@@ -214,33 +227,51 @@ class InProcessExecutor(Executor):
             if not self._wake.is_set():
                 self._wake.set()
             return
-        loop = asyncio.get_running_loop()
-        job: asyncio.Future[Any]
         if kind == THREAD:
-            assert self._pool is not None
-            job = loop.run_in_executor(self._pool, self._run_threaded, batch)
-            job.add_done_callback(self._threaded_done)
-        else:
-            job = loop.create_task(self._run_async(batch))
+            t = batch.task
+            self._thread_queues[t].append(batch)
+            if self._thread_jobs[t] < self._thread_limits[t]:
+                self._start_thread_job(t)
+            return
+        job = asyncio.get_running_loop().create_task(self._run_async(batch))
         self._async_jobs.add(job)
         job.add_done_callback(self._async_jobs.discard)
 
-    def _run_threaded(self, batch: TaskBatch) -> BatchResult | None:
-        if not batch.state.alive:
-            return None
-        t = batch.task
-        return run_sync_batch(self._tasks[t], self._filters[t], batch)
+    def _start_thread_job(self, t: int) -> None:
+        assert self._pool is not None and self._loop is not None
+        self._thread_jobs[t] += 1
+        job = self._loop.run_in_executor(self._pool, self._drain_threaded, t)
+        self._async_jobs.add(job)
+        job.add_done_callback(self._async_jobs.discard)
+        job.add_done_callback(lambda j: self._thread_job_done(t, j))
 
-    def _threaded_done(self, job: asyncio.Future[Any]) -> None:
-        if job.cancelled():
-            return
-        exc = job.exception()
-        if exc is not None:
-            log.error("threaded task batch crashed outside handle(): %r", exc)
-            return
-        result = job.result()
-        if result is not None:
+    def _drain_threaded(self, t: int) -> None:
+        """In a pool thread: run queued batches of task ``t``, handing each result to the
+        loop, until the queue is empty or ``THREAD_DRAIN`` batches ran (then the job ends
+        and a new one queues behind other tasks' jobs, so no task holds the pool)."""
+        assert self._loop is not None
+        queue, task, has_filter = self._thread_queues[t], self._tasks[t], self._filters[t]
+        deliver = self._loop.call_soon_threadsafe
+        for _ in range(THREAD_DRAIN):
+            if self._stopping:
+                return
+            try:
+                batch = queue.popleft()
+            except IndexError:
+                return
+            if batch.state.alive:
+                deliver(self._deliver, run_sync_batch(task, has_filter, batch))
+
+    def _deliver(self, result: BatchResult) -> None:
+        if not self._stopping:
             self._on_result(result)
+
+    def _thread_job_done(self, t: int, job: asyncio.Future[Any]) -> None:
+        self._thread_jobs[t] -= 1
+        if not job.cancelled() and job.exception() is not None:
+            log.error("threaded task %r crashed outside handle(): %r", self._tasks[t].name, job.exception())
+        if self._thread_queues[t] and not self._stopping and self._thread_jobs[t] < self._thread_limits[t]:
+            self._start_thread_job(t)
 
     async def _run_async(self, batch: TaskBatch) -> None:
         if not batch.state.alive:
@@ -297,7 +328,7 @@ class InProcessExecutor(Executor):
 
     def queue_depths(self) -> dict[int, int]:
         depths: dict[int, int] = {}
-        for batch in self._ready:
+        for batch in chain(self._ready, *self._thread_queues):
             depths[batch.task] = depths.get(batch.task, 0) + len(batch.bodies)
         return depths
 
@@ -308,6 +339,8 @@ class InProcessExecutor(Executor):
         self._stopping = True
         self._wake.set()
         self._ready.clear()
+        for queue in self._thread_queues:
+            queue.clear()
         for job in list(self._async_jobs):
             job.cancel()
         if self._async_jobs:

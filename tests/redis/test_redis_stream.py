@@ -122,11 +122,12 @@ def test_prefetched_entries_are_served_next_and_stay_pending_if_never_served(
         source = RedisStreamSource(redis_url, key, "g", consumer="c1", block_ms=0)
         await source.setup()
         try:
-            first = await source.poll(3)  # and reads the next 3 in the background
-            second = await source.poll(10)
+            first = await source.poll(3)  # a full read: it reads the next 3 in the background
+            second = await source.poll(10)  # those 3, a short read: no read-ahead after it
             assert [m.id for m in first + second] == ids[:6]
             await source.ack([m.id for m in first + second])
             await source.poll(3)
+            await asyncio.sleep(0.2)  # the read-ahead of the next 3 lands
         finally:
             await source.close()  # 3 handed out, 3 more read ahead: all 6 stay pending
         again = RedisStreamSource(redis_url, key, "g", consumer="c1", block_ms=0)

@@ -229,11 +229,13 @@ class RedisStreamSource(RedisSourceBase):
                 buffer.extend(msgs[n:])
         else:
             out = [buffer.popleft() for _ in range(min(n, len(buffer)))]
-        if out and self.prefetch and not self._noack and not buffer and self._prefetch is None:
-            # Read the next batch while the engine handles this one (no BLOCK: an empty
-            # stream costs one quick round trip, then the next poll blocks as usual). Never
-            # a second one: a read-ahead still waiting (the buffer of claimed entries was
-            # served first) holds entries that would otherwise never reach the engine.
+        if len(out) == n and self.prefetch and not self._noack and not buffer and self._prefetch is None:
+            # A full read means a backlog: read the next batch while the engine handles
+            # this one (no BLOCK: an empty stream costs one quick round trip, then the next
+            # poll blocks as usual). After a short read the stream is drained and the next
+            # poll blocks at once: a read-ahead would only add a round trip before the acks.
+            # Never a second one: a read-ahead still waiting (the buffer of claimed entries
+            # was served first) holds entries that would otherwise never reach the engine.
             self._prefetch = asyncio.ensure_future(self._read(n, 0))
         return out
 

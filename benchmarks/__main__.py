@@ -40,17 +40,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3; --quick 1)")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated (default: all)")
     parser.add_argument("--url", default="redis://127.0.0.1:6379/0", help="the Redis to measure on")
-    parser.add_argument("--out", type=Path, help="results file (default: latest.json for full runs)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="results file: written by a run (default: latest.json for full runs), read by report",
+    )
     parser.add_argument("--no-docs", action="store_true", help="do not touch docs/performance.md")
+    parser.add_argument("--doc", type=Path, default=DOC, help="the page whose tables are regenerated")
+    parser.add_argument("--png", type=Path, default=PNG, help="the chart to write")
     args = parser.parse_args(argv)
     what = [w.lower() for w in args.what]
 
     if what == ["report"]:
         results = json.loads((args.out or LATEST).read_text())
         print_summary(results)
-        write_doc(results, DOC)
-        chart(results, PNG)
-        print(f"\nwrote {DOC.relative_to(ROOT)} and {PNG.relative_to(ROOT)}")
+        write_doc(results, args.doc)
+        chart(results, args.png)
+        print(f"\nwrote {args.doc} and {args.png}")
         return 0
 
     unknown = [w for w in what if w != "all" and w.upper() not in WORKLOADS]
@@ -74,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         save(results, out)
         print(f"\nresults in {out}")
     if full and not args.no_docs:
-        write_doc(results, DOC)
-        chart(results, PNG)
-        print(f"wrote {DOC.relative_to(ROOT)} and {PNG.relative_to(ROOT)}")
+        write_doc(results, args.doc)
+        chart(results, args.png)
+        print(f"wrote {args.doc} and {args.png}")
     return 0
 
 

@@ -35,9 +35,12 @@ def _baseline(records: Records, workload: str, rnd: int, rate: int = 0) -> dict[
 
 
 def _spread(values: list[float], fmt: str) -> str:
+    def one(x: float) -> str:
+        return f"{x:,.0f}" if fmt == "ms" and x >= 100 else (f"{x:.2f}" if fmt == "ms" else fmt.format(x))
+
     if len(values) == 1:
-        return fmt.format(values[0])
-    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))} to {fmt.format(max(values))})"
+        return one(values[0])
+    return f"{one(statistics.median(values))} ({one(min(values))} to {one(max(values))})"
 
 
 def throughput_rows(records: Records, workload: str) -> list[dict[str, Any]]:
@@ -139,7 +142,7 @@ def targets(records: Records) -> list[tuple[str, str, bool | None]]:
             ratio = row["p99_ratio"]
             if ratio is not None:
                 out.append(
-                    (f"W3 p99 at {row['rate']}/s within 2x of the baseline's", f"{ratio:.2f}x", ratio <= 2.0)
+                    (f"W3 p99 at {row['rate']:,}/s within 2x of the baseline's", f"{ratio:.2f}x", ratio <= 2.0)
                 )
     for row in memory_rows(records):
         if row["system"] == "pytempest" and row["framework"]:
@@ -158,6 +161,8 @@ def _table(head: list[str], rows: Iterable[list[str]]) -> list[str]:
 def _ratio(x: float | None) -> str:
     if x is None:
         return "-"
+    if x >= 100:
+        return f"{x:,.0f}"
     return f"{x:.2f}" if x >= 0.1 else f"{x:.4f}"
 
 
@@ -217,9 +222,9 @@ def markdown(results: dict[str, Any]) -> list[str]:
                 [
                     f"{r['rate']:,}/s",
                     SYSTEM_NAMES.get(r["system"], r["system"]),
-                    _spread(r["p50"], "{:.2f}"),
-                    _spread(r["p99"], "{:.2f}"),
-                    _spread(r["max"], "{:.1f}"),
+                    _spread(r["p50"], "ms"),
+                    _spread(r["p99"], "ms"),
+                    _spread(r["max"], "ms"),
                     _ratio(r["p99_ratio"]),
                 ]
                 for r in w3

@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from pytempest import FailurePolicy, Pipeline, Task, TestRun, Topology, task
+from pytempest import AckPolicy, FailurePolicy, Pipeline, Task, TestRun, Topology, task
 from pytempest.engine.engine import Engine
+from pytempest.engine.events import EngineObserver
 from pytempest.sources import MemorySource
 
 from .helpers import Emit, book_dag
@@ -152,6 +153,29 @@ def test_a_threaded_task_runs_at_most_concurrency_batches_at_once(concurrency: i
     assert metrics["bounded.source.msg.acked.success"] == 60
     assert metrics["bounded.io.task.msg.handle"] == 60
     assert peak == concurrency  # reached (60 messages wait) and never passed
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_batch_acks_go_out_at_once_when_nothing_else_runs(threaded: bool) -> None:
+    """A batch policy with a long interval still acks an idle topology's messages at
+    once (inline: the cohort path; threaded: the per-batch path)."""
+
+    @task("t", threaded=threaded)
+    def t(body: bytes) -> None:
+        return None
+
+    class StopOnAck(EngineObserver):
+        engine: Engine
+
+        def acked(self, count: int, ok: bool) -> None:
+            self.engine.request_stop("requested")
+
+    source = MemorySource([b"a", b"b", b"c"], ack_policy=AckPolicy.batch(1000, ack_interval_ms=600_000))
+    stop = StopOnAck()
+    engine = stop.engine = Engine(Topology("idle_ack", Pipeline().task(t), source), observers=[stop])
+    reason = asyncio.run(engine.run(duration_ms=20_000))
+    assert reason == "requested"  # acked long before the interval, or the duration, ran out
+    assert sorted(source.acked) == ["0", "1", "2"]
 
 
 def test_str_outputs_are_encoded_and_generators_accepted() -> None:

@@ -53,7 +53,7 @@ class StopAfter(EngineObserver):
         if ok:
             self.count += count
             if self.count >= self.n and self.engine is not None:
-                self.engine.request_stop("done")
+                self.engine.request_stop("requested")
 
 
 def throughput(job: Job) -> Result:
@@ -103,7 +103,7 @@ def latency(job: Job, ready: Callable[[], None]) -> Result:
 
     def done() -> None:
         assert engine is not None
-        engine.request_stop("done")
+        engine.request_stop("requested")
 
     src = _TimedSource(job.url, job.key, job.group, consumer="pytempest", block_ms=100, on_done=done, n=job.n)
     engine = Engine(Topology(NAME, w1_pipeline(), src, max_pending=MAX_PENDING), None, registry)

@@ -2,7 +2,8 @@
 
 * ``individual``: every id is acked by itself, as soon as the ack loop runs;
 * ``batch(n, ack_interval_ms)``: ids are acked together once ``n`` wait or the oldest
-  has waited ``ack_interval_ms``, in calls of at most ``n`` ids;
+  has waited ``ack_interval_ms``, in calls of at most ``n`` ids; the engine calls
+  :meth:`Acker.urgent` when nothing else runs, so an idle topology acks at once;
 * ``none``: ids are dropped.
 
 A failed ack is retried (the ids go back to the front) with a growing pause, up to

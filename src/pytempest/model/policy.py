@@ -124,7 +124,9 @@ class AckPolicy:
 
     * ``individual``: each id is acked on its own as soon as it is done;
     * ``batch(n, ack_interval_ms)``: ids are acked together when ``n`` are waiting or
-      ``ack_interval_ms`` passed since the oldest waiting one, whichever comes first;
+      ``ack_interval_ms`` passed since the oldest waiting one, whichever comes first,
+      and at once when the topology has nothing else running (waiting would only add
+      latency);
     * ``none``: never acked (for sources that need no ack).
     """
 

@@ -87,8 +87,8 @@ class RedisStreamSource(RedisSourceBase):
             pending or unread entry once the stream holds more than this many entries.
         field: the entry field that holds the body (default ``body``); the other fields
             are in ``SourceMsg.meta``.
-        prefetch: after a poll that returned entries, read the next batch (as many as
-            that poll asked for, without blocking) while the engine handles this one
+        prefetch: after a poll that returned all it asked for (a backlog), read the
+            next batch (as many, without blocking) while the engine handles this one
             (default True; off with ack policy ``none``, whose read-ahead entries would
             be lost on a stop). Prefetched entries count as in flight here.
         dead_letter: where the ``dead_letter`` handler writes; when not given, the

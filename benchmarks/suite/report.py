@@ -142,7 +142,11 @@ def targets(records: Records) -> list[tuple[str, str, bool | None]]:
             ratio = row["p99_ratio"]
             if ratio is not None:
                 out.append(
-                    (f"W3 p99 at {row['rate']:,}/s within 2x of the baseline's", f"{ratio:.2f}x", ratio <= 2.0)
+                    (
+                        f"W3 p99 at {row['rate']:,}/s within 2x of the baseline's",
+                        f"{ratio:.2f}x",
+                        ratio <= 2.0,
+                    )
                 )
     for row in memory_rows(records):
         if row["system"] == "pytempest" and row["framework"]:

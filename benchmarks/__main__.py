@@ -20,8 +20,11 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import redis
+
 from benchmarks.suite.plan import FULL, QUICK
 from benchmarks.suite.report import chart, print_summary, write_doc
+from benchmarks.suite.runner import BenchError
 from benchmarks.suite.spec import SYSTEMS
 from benchmarks.suite.suite import WORKLOADS, run_suite, save
 
@@ -52,7 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     what = [w.lower() for w in args.what]
 
     if what == ["report"]:
-        results = json.loads((args.out or LATEST).read_text())
+        source = args.out or LATEST
+        try:
+            results = json.loads(source.read_text())
+        except (OSError, ValueError) as exc:
+            parser.error(f"cannot read the results file {source}: {exc}")
         print_summary(results)
         write_doc(results, args.doc)
         chart(results, args.png)
@@ -72,7 +79,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds:
         plan = replace(plan, rounds=args.rounds)
     full = not args.quick and workloads == WORKLOADS and set(systems) == set(SYSTEMS)
-    results = run_suite(plan, args.url, workloads, systems)
+    try:
+        redis.Redis.from_url(args.url, socket_connect_timeout=2).ping()
+    except (redis.RedisError, ValueError) as exc:
+        parser.error(f"cannot reach Redis at {args.url}: {exc}")
+    try:
+        results = run_suite(plan, args.url, workloads, systems)
+    except BenchError as exc:
+        print(f"\nbenchmark failed: {exc}", file=sys.stderr)
+        return 1
     print()
     print_summary(results)
     out = args.out or (LATEST if full else None)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
@@ -98,18 +99,27 @@ class RedisGroupSource(DynamicSource[Msg]):
         return _ReadPartition(self._job, self._progress)
 
 
-class _AckPartition(StatelessSinkPartition[bytes]):
+class _AckPartition(StatelessSinkPartition[Any]):
+    """Acks its items' ids with one pipelined ``XACK`` per batch (items are ids)."""
+
     def __init__(self, job: Job, progress: Progress) -> None:
         self._r: redis.Redis = client(job)
         self._key, self._group = job.key, job.group
         self._p = progress
 
-    def write_batch(self, items: list[bytes]) -> None:
+    def _ids(self, items: list[Any]) -> list[bytes]:
+        return items
+
+    def _acked(self, items: list[Any], now_ns: int) -> None:
+        """Hook: ``items`` were acked at ``now_ns``."""
+
+    def write_batch(self, items: list[Any]) -> None:
         if not items:
             return
         pipe = self._r.pipeline(transaction=False)
-        pipe.xack(self._key, self._group, *items)
+        pipe.xack(self._key, self._group, *self._ids(items))
         pipe.execute()
+        self._acked(items, time.time_ns())
         p = self._p
         p.acked += len(items)
         p.acks += 1
@@ -120,29 +130,15 @@ class _AckPartition(StatelessSinkPartition[bytes]):
         self._r.close()
 
 
-class _AckTimedPartition(StatelessSinkPartition[Msg]):
-    def __init__(self, job: Job, progress: Progress) -> None:
-        self._r: redis.Redis = client(job)
-        self._key, self._group = job.key, job.group
-        self._p = progress
+class _AckTimedPartition(_AckPartition):
+    """Items are ``(id, body)``; records each body's latency once its ``XACK`` returned."""
 
-    def write_batch(self, items: list[Msg]) -> None:
-        if not items:
-            return
-        pipe = self._r.pipeline(transaction=False)
-        pipe.xack(self._key, self._group, *(entry_id for entry_id, _ in items))
-        pipe.execute()
-        now = time.time_ns()
-        p = self._p
-        assert p.latencies is not None
-        p.latencies.extend(latency_ms(body, now) for _, body in items)
-        p.acked += len(items)
-        p.acks += 1
-        if p.acked >= p.n:
-            p.end = time.perf_counter()
+    def _ids(self, items: list[Any]) -> list[bytes]:
+        return [entry_id for entry_id, _ in items]
 
-    def close(self) -> None:
-        self._r.close()
+    def _acked(self, items: list[Any], now_ns: int) -> None:
+        assert self._p.latencies is not None
+        self._p.latencies.extend(latency_ms(body, now_ns) for _, body in items)
 
 
 class RedisAckSink(DynamicSink[bytes]):

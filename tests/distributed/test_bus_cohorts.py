@@ -8,6 +8,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 import redis
 
 from pytempest import FailurePolicy, Pipeline, Topology, task
@@ -61,7 +62,20 @@ def dag(seen: list[bytes]) -> Pipeline:
 BODIES = [b"a", b"bad1", b"b", b"odd", b"int", b"c", b"bad2", b"d"]
 
 
-async def run_topology(topology: Topology, url: str | None, settings: BusSettings = FAST) -> Engine:
+WHOLE: list[list[str] | None] = [None]
+"""One worker serving every task: it runs each cohort's whole graph (``g`` entries)."""
+SPLIT = [["split"], ["upper"], ["keep"], ["sink"]]
+"""A worker per task of :func:`dag`: each cohort goes task by task (``c`` entries)."""
+
+
+async def run_topology(
+    topology: Topology,
+    url: str | None,
+    settings: BusSettings = FAST,
+    layout: list[list[str] | None] = WHOLE,
+) -> Engine:
+    """Run until idle in process (``url`` None) or over the bus with a worker per entry of
+    ``layout`` (the tasks it serves; None: all)."""
     if url is None:
         engine = Engine(topology)
         await asyncio.wait_for(engine.run(until_idle=True), 30)
@@ -69,18 +83,22 @@ async def run_topology(topology: Topology, url: str | None, settings: BusSetting
     registry = Registry()
     executor = RedisBusExecutor(topology.name, url, settings=settings, registry=registry)
     engine = Engine(topology, executor, registry)
-    worker = Worker(topology, None, url, settings=settings)
-    serving = asyncio.create_task(worker.run())
+    workers = [Worker(topology, tasks, url, settings=settings) for tasks in layout]
+    serving = [asyncio.create_task(w.run()) for w in workers]
     try:
         await asyncio.wait_for(engine.run(until_idle=True), 30)
     finally:
-        worker.request_stop()
-        await asyncio.wait_for(serving, 10)
+        for w in workers:
+            w.request_stop()
+        await asyncio.wait_for(asyncio.gather(*serving), 10)
     assert engine._async_cohorts
     return engine
 
 
-def test_a_dag_gives_the_same_outcome_over_the_bus_as_in_process(redis_url: str, key_prefix: str) -> None:
+@pytest.mark.parametrize("layout", [WHOLE, SPLIT], ids=["whole-graph worker", "a worker per task"])
+def test_a_dag_gives_the_same_outcome_over_the_bus_as_in_process(
+    redis_url: str, key_prefix: str, layout: list[list[str] | None]
+) -> None:
     outcomes = []
     for url in (None, redis_url):
         seen: list[bytes] = []
@@ -89,7 +107,7 @@ def test_a_dag_gives_the_same_outcome_over_the_bus_as_in_process(redis_url: str,
             key_prefix, dag(seen), MemorySource(BODIES), dead_letter=letters,
             failure_policy=FailurePolicy.retry(0),
         )  # fmt: skip
-        engine = asyncio.run(run_topology(topology, url))
+        engine = asyncio.run(run_topology(topology, url, layout=layout))
         m = engine.snapshot()
         failed = sorted((r.body, r.task, r.error.split(":")[0]) for r in letters.records)
         counts = {
@@ -113,7 +131,10 @@ def test_a_dag_gives_the_same_outcome_over_the_bus_as_in_process(redis_url: str,
     )
     assert counts["source.msg.acked.success"] == len(BODIES)
     assert counts["split.task.msg.error"] == 2 and counts["upper.task.msg.error"] == 2
-    assert counts["split.task.msg.outflow"] == 12 and counts["upper.task.msg.outflow"] == 8
+    if layout is SPLIT:  # task by task every output crosses the bus once
+        assert counts["split.task.msg.outflow"] == 12 and counts["upper.task.msg.outflow"] == 8
+    sent = engine.snapshot()[key_prefix + ".bus.entry.sent"]
+    assert sent == 1 if layout is WHOLE else sent >= 4  # one g entry, or one entry per task at least
     _forget(redis_url, key_prefix)
 
 
@@ -289,7 +310,11 @@ def _ghost_holds_the_entry(
     return done, letters, worker
 
 
-def test_size_limits_fail_only_the_message_over_them(redis_url: str, key_prefix: str) -> None:
+@pytest.mark.parametrize("whole", [False, True], ids=["a worker per task", "whole-graph worker"])
+def test_size_limits_fail_only_the_message_over_them(redis_url: str, key_prefix: str, whole: bool) -> None:
+    """Per task, a message whose bodies for one task exceed ``max_message_bytes`` fails
+    (the source body of one, the outputs of another). A whole-graph worker runs the
+    outputs where they are made: only what crosses Redis (the source body) is limited."""
     seen: list[bytes] = []
 
     @task("grow")
@@ -309,13 +334,16 @@ def test_size_limits_fail_only_the_message_over_them(redis_url: str, key_prefix:
     settings = BusSettings(
         heartbeat_interval_ms=100, block_ms=100, max_message_bytes=1000, entry_max_bytes=2000
     )
-    engine = asyncio.run(run_topology(topology, redis_url, settings))
+    layout: list[list[str] | None] = [None] if whole else [["grow"], ["sink"]]
+    engine = asyncio.run(run_topology(topology, redis_url, settings, layout))
     failed = sorted((r.body[:7], r.error.split(":")[0]) for r in letters.records)
-    assert failed == [(b"big-out", "MessageTooLarge"), (b"x" * 7, "MessageTooLarge")]
-    assert len(seen) == len(bodies) - 2
+    too_large = [] if whole else [(b"big-out", "MessageTooLarge")]
+    assert failed == [*too_large, (b"x" * 7, "MessageTooLarge")]
+    assert len(seen) == len(bodies) - len(failed) + (2 if whole else 0)  # big-out emitted 3
     m = engine.snapshot()
     assert m[key_prefix + ".source.msg.acked.success"] == len(bodies)
-    assert m[key_prefix + ".bus.entry.sent"] > 2  # the sink's input was split into entries
+    if not whole:
+        assert m[key_prefix + ".bus.entry.sent"] > 2  # the sink's input was split into entries
     _forget(redis_url, key_prefix)
 
 
@@ -401,7 +429,7 @@ def test_the_topology_command_runs_cohorts_and_reports_their_failures(
     asyncio.run(scenario())
     (engine,) = engines
     assert engine._async_cohorts
-    assert engine.snapshot()[key_prefix + ".bus.entry.sent"] == 4  # one poll: one entry per task
+    assert engine.snapshot()[key_prefix + ".bus.entry.sent"] == 1  # one poll: one whole-graph entry
     assert len(letters.records) == 4 and len(seen) == 12
     (publisher,) = [ob for ob in engine.observers if type(ob).__name__ == "StatusPublisher"]
     assert len(publisher.take()["errors"]) == 4

@@ -135,7 +135,8 @@ def test_results_over_the_size_limit_fail_their_message(redis_url: str, key_pref
     source = MemorySource([b"ok", b"big"])
     topology = Topology(key_prefix, pipeline, source, failure_policy=FailurePolicy.best_effort())
     failures = Failures()
-    settings = BusSettings(heartbeat_interval_ms=100, block_ms=100, max_message_bytes=1000)
+    # Task by task: grow's outputs cross Redis (a whole-graph worker keeps them in memory).
+    settings = BusSettings(heartbeat_interval_ms=100, block_ms=100, max_message_bytes=1000, whole_graph=0)
     metrics, worker, _ = asyncio.run(run_with_worker(topology, redis_url, settings, (failures,)))
     ((msg_id, task_name, failure),) = failures.seen
     assert (msg_id, task_name) == ("1", "grow")

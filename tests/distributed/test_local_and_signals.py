@@ -45,7 +45,12 @@ def test_worker_sigterm_finishes_and_acks_the_batch_in_hand(
 ) -> None:
     # Small entries (8 batches), one held per stream, T3 sleeping 5 ms per call: a T3
     # entry takes about 0.4 s and the first worker holds one when it gets SIGTERM.
-    slow = {"PT_T3_SLEEP_MS": "5", "PYTEMPEST_BUS_PREFETCH": "1", "PYTEMPEST_BUS_ENTRY_MAX_BATCHES": "8"}
+    slow = {
+        "PT_T3_SLEEP_MS": "5",
+        "PYTEMPEST_BUS_PREFETCH": "1",
+        "PYTEMPEST_BUS_ENTRY_MAX_BATCHES": "8",
+        "PYTEMPEST_BUS_WHOLE_GRAPH": "0",  # T3 entries of their own
+    }
     with cluster(tmp_path, redis_url, key_prefix, **slow) as c:
         prime(redis_url, c.source_key, 100)
         top = c.topology("--until-idle")

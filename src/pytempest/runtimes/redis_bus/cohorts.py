@@ -22,6 +22,17 @@ the wire version of :mod:`~pytempest.runtimes.redis_bus.wire`::
 ``[[segment, failure], ...]``; ``tally`` is ``[handled, skipped, errors, elapsed_ms]``.
 An answer larger than ``max_message_bytes`` is split into ``parts`` result entries (written
 in one ``MULTI``); the topology waits for all of them.
+
+**Whole-graph entries.** The root task's input goes out with the field ``g`` instead of
+``c`` (same payload). A worker that serves every task of the pipeline runs the whole
+cohort there, as the in-process executor does, and answers with the field ``g``::
+
+    graph result: [version, worker, ref, failed, tallies]
+
+``failed`` is ``[[segment, task index, failure], ...]`` and ``tallies`` holds one
+``[handled, skipped, errors, elapsed_ms, outflow]`` per task: no intermediate output
+crosses Redis. A worker that serves only some tasks runs the root alone and answers with
+a ``c`` result; the topology then sends the rest task by task, as above.
 """
 
 from __future__ import annotations
@@ -40,18 +51,19 @@ from pytempest.errors import WireError
 from pytempest.model.message import now_ms
 from pytempest.model.pipeline import Graph
 from pytempest.model.task import Task
-from pytempest.runtimes.cohort import CohortInput, filtered_handler, run_task
+from pytempest.runtimes.cohort import CohortInput, filtered_handler, run_cohort, run_task
 from pytempest.runtimes.redis_bus import wire
 
 FIELD = b"c"
+GRAPH_FIELD = b"g"
 
-Send = Callable[[int, bytes, int], None]
-"""Queue a task entry: (task index, ``c`` field, bodies in it)."""
+Send = Callable[[int, bytes, bytes, int], None]
+"""Queue a task entry: (task index, field name, field value, bodies in it)."""
 
 
-def _unpack(fields: Mapping[bytes, bytes], where: str, size: int) -> list[Any]:
+def _unpack(fields: Mapping[bytes, bytes], where: str, size: int, name: bytes = FIELD) -> list[Any]:
     try:
-        value = msgpack.unpackb(fields[FIELD], raw=False)
+        value = msgpack.unpackb(fields[name], raw=False)
     except Exception as exc:
         raise WireError(f"{where}: cohort entry is not valid msgpack: {exc}") from None
     if not isinstance(value, list) or not value or value[0] != wire.WIRE_VERSION:
@@ -65,9 +77,12 @@ def _unpack(fields: Mapping[bytes, bytes], where: str, size: int) -> list[Any]:
     return value
 
 
-def decode_task(fields: Mapping[bytes, bytes], where: str) -> tuple[str, int, list[int], list[bytes]]:
-    """``(instance, ref, counts, bodies)`` of a cohort task entry; ``WireError`` when malformed."""
-    _, instance, _sent, ref, counts, bodies = _unpack(fields, where, 6)
+def decode_task(
+    fields: Mapping[bytes, bytes], where: str, name: bytes = FIELD
+) -> tuple[str, int, list[int], list[bytes]]:
+    """``(instance, ref, counts, bodies)`` of a cohort task entry (field ``name``);
+    ``WireError`` when malformed."""
+    _, instance, _sent, ref, counts, bodies = _unpack(fields, where, 6, name)
     if not (isinstance(instance, str) and isinstance(counts, list) and isinstance(bodies, list)):
         raise WireError(f"{where}: cohort task entry has wrong types")
     if sum(counts) != len(bodies):
@@ -97,6 +112,20 @@ def run_chunk(task: Task, has_filter: bool, counts: list[int], bodies: list[byte
     out.outputs, out.out_segments, out.out_counts = outs.bodies, outs.owners, outs.counts
     out.failed = {i: f for i, (_, f) in failed.items()}
     return out
+
+
+def run_graph(graph: Graph, filters: list[bool], counts: list[int], bodies: list[bytes]) -> CohortOutcome:
+    """Run the whole pipeline over a ``g`` entry: one body per source message."""
+    if any(k != 1 for k in counts):
+        raise WireError("a whole-graph cohort entry must hold one body per source message")
+    return run_cohort(graph, filters, bodies)
+
+
+def encode_graph_answer(worker: str, ref: int, outcome: CohortOutcome) -> bytes:
+    """The ``g`` result entry answering a whole-graph entry."""
+    failed = [[seg, task, wire.failure_to_wire(f)] for seg, (task, f) in outcome.failed.items()]
+    tallies = [[t.handled, t.skipped, t.errors, round(t.elapsed_ms, 3), t.outflow] for t in outcome.tallies]
+    return msgpack.packb([wire.WIRE_VERSION, worker, ref, failed, tallies])  # type: ignore[no-any-return]
 
 
 def poisoned(counts: list[int], failure: TaskFailure) -> ChunkOutcome:
@@ -164,6 +193,8 @@ def _split(
 class _Waiting:
     future: asyncio.Future[list[list[Any]]]
     parts: dict[int, list[Any]] = field(default_factory=dict)
+    graph: list[Any] | None = None
+    """The ``g`` answer, when a worker ran the whole graph."""
 
 
 class CohortSender:
@@ -178,8 +209,10 @@ class CohortSender:
         send: Send,
         next_ref: Callable[[], int],
         too_large: Callable[[int, int], TaskFailure],
+        whole_graph: bool = True,
     ) -> None:
         self.graph = graph
+        self.whole_graph = whole_graph and len(graph.tasks) > 1
         self.instance = instance
         self.max_entry_bytes = max_entry_bytes
         self.max_message_bytes = max_message_bytes
@@ -202,7 +235,8 @@ class CohortSender:
                 todo = todo.without(failed)
             if not todo.bodies:
                 continue
-            outs = await self._run_task(t, todo, outcome.tallies[t], failed)
+            whole = t == 0 and self.whole_graph
+            outs = await self._run_task(t, todo, outcome.tallies, failed, whole)
             if outs.bodies:
                 for d in graph.descendants[t]:
                     inputs[d].extend(outs)
@@ -244,8 +278,16 @@ class CohortSender:
         return chunks
 
     async def _run_task(
-        self, t: int, todo: CohortInput, tally: TaskTally, failed: dict[int, tuple[int, TaskFailure]]
+        self,
+        t: int,
+        todo: CohortInput,
+        tallies: list[TaskTally],
+        failed: dict[int, tuple[int, TaskFailure]],
+        whole: bool = False,
     ) -> CohortInput:
+        """Send task ``t``'s input (as ``g`` entries when ``whole``: a worker serving
+        every task runs the rest of the pipeline too) and return the outputs that still
+        need the descendants."""
         chunks = self._chunks(t, todo, failed)
         loop = asyncio.get_running_loop()
         refs: list[int] = []
@@ -257,14 +299,18 @@ class CohortSender:
                 data = msgpack.packb(
                     [wire.WIRE_VERSION, self.instance, now_ms(), ref, chunk.counts, chunk.bodies]
                 )
-                self.send(t, data, len(chunk.bodies))
+                self.send(t, GRAPH_FIELD if whole else FIELD, data, len(chunk.bodies))
             answers = await asyncio.gather(*(self.waiting[ref].future for ref in refs))
         finally:
             for ref in refs:
                 self.waiting.pop(ref, None)
         outs = CohortInput()
+        tally = tallies[t]
         for chunk, parts in zip(chunks, answers, strict=True):
             owners = chunk.owners
+            if len(parts) == 1 and len(parts[0]) == 5:  # a worker ran the whole graph
+                _apply_graph(parts[0], owners, tallies, failed)
+                continue
             for _, _, _, _, _, segs, cnts, outputs, fails, (handled, skipped, errors, elapsed) in parts:
                 for i, f in fails:
                     failed[owners[i]] = (t, wire.failure_from_wire(f) or TaskFailure("WireError", ""))
@@ -282,6 +328,17 @@ class CohortSender:
     def apply(self, fields: Mapping[bytes, bytes], where: str) -> bool:
         """Take one result entry; False when its cohort is no longer waited for (it
         timed out, or the answer of a redelivered entry came twice)."""
+        if GRAPH_FIELD in fields:
+            value = _unpack(fields, where, 5, GRAPH_FIELD)
+            if not (isinstance(value[3], list) and isinstance(value[4], list)) or len(value[4]) != len(
+                self.graph.tasks
+            ):
+                raise WireError(f"{where}: a whole-graph answer needs failures and one tally per task")
+            waiting = self.waiting.get(value[2])
+            if waiting is None or waiting.future.done():
+                return False
+            waiting.future.set_result([value])
+            return True
         value = _unpack(fields, where, 10)
         ref, part, parts = value[2], value[3], value[4]
         waiting = self.waiting.get(ref)
@@ -297,3 +354,21 @@ class CohortSender:
         for waiting in self.waiting.values():
             waiting.future.cancel()
         self.waiting.clear()
+
+
+def _apply_graph(
+    value: list[Any],
+    owners: list[int],
+    tallies: list[TaskTally],
+    failed: dict[int, tuple[int, TaskFailure]],
+) -> None:
+    """Take a ``g`` answer: every task's tally, and the failed messages with their task."""
+    _, _, _, fails, counts = value
+    for seg, task, f in fails:
+        failed[owners[seg]] = (task, wire.failure_from_wire(f) or TaskFailure("WireError", ""))
+    for tally, (handled, skipped, errors, elapsed, outflow) in zip(tallies, counts, strict=True):
+        tally.handled += handled
+        tally.skipped += skipped
+        tally.errors += errors
+        tally.elapsed_ms += elapsed
+        tally.outflow += outflow

@@ -122,6 +122,7 @@ class RedisBusExecutor(Executor):
             self._cohorts = cohorts.CohortSender(
                 graph, self.instance, s.entry_max_bytes, s.max_message_bytes,
                 self._send_cohort_entry, self._take_ref, self._cohort_too_large,
+                whole_graph=bool(s.whole_graph),
             )  # fmt: skip
         self.worker_counts = dict.fromkeys(graph.names, 0)
         self._census = Census(self.topology, list(graph.names), self.settings.no_worker_warn_ms)
@@ -194,8 +195,8 @@ class RedisBusExecutor(Executor):
         self._next_ref = ref + 1
         return ref
 
-    def _send_cohort_entry(self, task: int, data: bytes, bodies: int) -> None:
-        self._cohort_entries.append((self._streams[task], cohorts.FIELD, data, bodies))
+    def _send_cohort_entry(self, task: int, field: bytes, data: bytes, bodies: int) -> None:
+        self._cohort_entries.append((self._streams[task], field, data, bodies))
         if not self._wake.is_set():
             self._wake.set()
 
@@ -403,7 +404,7 @@ class RedisBusExecutor(Executor):
                 self._last_id = entry_id
                 if wire.FIELD in fields:
                     self._apply(entry_id, fields)
-                elif cohorts.FIELD in fields:
+                elif cohorts.FIELD in fields or cohorts.GRAPH_FIELD in fields:
                     self._apply_cohort(entry_id, fields)
             trim_to = self._last_id
 

@@ -59,6 +59,13 @@ class BusSettings:
     max_deliveries: int = _setting(
         5, "an entry delivered more times than this fails its source messages (no poison loop)"
     )
+    whole_graph: int = _setting(
+        1,
+        "1: the topology sends each cohort of an all-inline pipeline as one entry, and a worker that "
+        "serves every task runs the whole pipeline over it (intermediate outputs never cross Redis); "
+        "0: task by task, so the tasks of one cohort can run on several workers",
+        minimum=0,
+    )
     status_interval_ms: int = _setting(
         5000, "how often a topology instance publishes its metrics and counts live workers"
     )
@@ -74,6 +81,10 @@ class BusSettings:
                     f"distributed runtime setting {f.name} must be a whole number >= "
                     f"{f.metadata['min']}; got {value!r}"
                 )
+        if self.whole_graph not in (0, 1):
+            raise ConfigError(
+                f"distributed runtime setting whole_graph must be 0 or 1; got {self.whole_graph!r}"
+            )
         if self.heartbeat_ttl_ms <= self.heartbeat_interval_ms:
             raise ConfigError(
                 f"heartbeat_ttl_ms ({self.heartbeat_ttl_ms}) must be larger than heartbeat_interval_ms "

@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytempest.engine.executor import CohortOutcome
 from pytempest.errors import ConfigError, TaskSetupError, WireError
 from pytempest.metrics.flusher import MetricsFlusher
 from pytempest.metrics.registry import Registry, ScopedMetrics
@@ -120,6 +121,14 @@ class Worker:
             TaskRunner(t, topology.name, self.registry, self.settings, self.counts, self._pool)
             for t in self.tasks
         ]
+        # A worker serving every task, all sync and inline, runs whole-graph cohorts.
+        self._whole_graph = set(names) == set(graph.names) and all(
+            not t.is_async() and not t.threaded for t in graph.tasks
+        )
+        self._filters = [t.has_filter() for t in graph.tasks]
+        self._graph_runners = (
+            [self._runners[names.index(n)] for n in graph.names] if self._whole_graph else []
+        )
         self.held: list[dict[bytes, float]] = [{} for _ in names]
         self._queue: asyncio.Queue[_Entry | None] = asyncio.Queue()
         self._done: list[_Done] = []
@@ -379,7 +388,7 @@ class Worker:
     async def _handle(self, entry: _Entry) -> _Done:
         done = _Done(entry.stream, entry.entry_id)
         where = f"{self.keys[entry.stream]} entry {entry.entry_id.decode()}"
-        if cohorts.FIELD in entry.fields:
+        if cohorts.FIELD in entry.fields or cohorts.GRAPH_FIELD in entry.fields:
             return await self._handle_cohort(entry, done, where)
         try:
             instance, _sent_ms, items = wire.decode_tasks(entry.fields, where)
@@ -404,9 +413,13 @@ class Worker:
         return done
 
     async def _handle_cohort(self, entry: _Entry, done: _Done, where: str) -> _Done:
-        """A cohort entry: one task over the flat bodies of many source messages."""
+        """A cohort entry: one task over the flat bodies of many source messages, or (a
+        ``g`` entry, when this worker serves every task) the whole pipeline over them."""
+        whole = cohorts.GRAPH_FIELD in entry.fields
         try:
-            instance, ref, counts, bodies = cohorts.decode_task(entry.fields, where)
+            instance, ref, counts, bodies = cohorts.decode_task(
+                entry.fields, where, cohorts.GRAPH_FIELD if whole else cohorts.FIELD
+            )
         except WireError as exc:
             self.counts.malformed += 1
             log.error("worker %s: dropped an entry it cannot read: %s", self.name, exc)
@@ -425,13 +438,36 @@ class Worker:
                           "the topology runs another version of it", self.name, runner.task.name)  # fmt: skip
                 self.counts.malformed += 1
                 return done
-            out = cohorts.run_chunk(runner.task, runner.has_filter, counts, bodies)
             if entry.deliveries > 1:
                 self.counts.redelivered += len(bodies)
+            if whole and self._whole_graph:
+                try:
+                    outcome = cohorts.run_graph(self.topology.graph, self._filters, counts, bodies)
+                except WireError as exc:
+                    self.counts.malformed += 1
+                    log.error("worker %s: dropped an entry it cannot read: %s", self.name, exc)
+                    return done
+                done.chunks = [cohorts.encode_graph_answer(self.name, ref, outcome)]
+                done.field = cohorts.GRAPH_FIELD
+                self._count_graph(outcome)
+                self.counts.entries += 1
+                return done
+            out = cohorts.run_chunk(runner.task, runner.has_filter, counts, bodies)
         done.chunks = runner.encode_cohort(self.name, ref, out)
         done.field = cohorts.FIELD
         self.counts.entries += 1
         return done
+
+    def _count_graph(self, outcome: CohortOutcome) -> None:
+        """Count what every task did in a whole-graph cohort, as its runner would."""
+        for t, tally in enumerate(outcome.tallies):
+            runner = self._graph_runners[t]
+            runner.handled.value += tally.handled
+            runner.skipped.value += tally.skipped
+            runner.outflow.value += tally.outflow
+            runner.errors.value += tally.errors
+            self.counts.handled += tally.handled + tally.skipped
+            self.counts.errors += tally.errors
 
     async def _instance_alive(self, instance: str) -> bool:
         now = asyncio.get_running_loop().time()

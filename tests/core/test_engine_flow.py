@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Sequence
 
 import pytest
 
 from pytempest import AckPolicy, FailurePolicy, Pipeline, Task, TestRun, Topology, task
 from pytempest.engine.engine import Engine
 from pytempest.engine.events import EngineObserver
+from pytempest.model.message import SourceMsg
 from pytempest.sources import MemorySource
 
 from .helpers import Emit, book_dag
@@ -176,6 +178,32 @@ def test_batch_acks_go_out_at_once_when_nothing_else_runs(threaded: bool) -> Non
     reason = asyncio.run(engine.run(duration_ms=20_000))
     assert reason == "requested"  # acked long before the interval, or the duration, ran out
     assert sorted(source.acked) == ["0", "1", "2"]
+
+
+def test_a_short_read_is_acked_before_the_next_poll() -> None:
+    """When a poll returns fewer than it could (the source is drained) and its messages
+    are done, the poller acks them before it polls again, as a hand-written loop would."""
+    calls: list[str] = []
+
+    class Logged(MemorySource):
+        async def poll(self, max_count: int) -> list[SourceMsg]:
+            msgs = await super().poll(max_count)
+            calls.append(f"poll {len(msgs)}")
+            return msgs
+
+        async def ack(self, ids: Sequence[str]) -> None:
+            calls.append(f"ack {len(ids)}")
+            await asyncio.sleep(0.05)  # a round trip: the next poll must wait for it
+            await super().ack(ids)
+            calls.append("acked")
+
+    @task("t")
+    def t(body: bytes) -> None:
+        return None
+
+    source = Logged([b"a", b"b", b"c"], ack_policy=AckPolicy.batch(1000, ack_interval_ms=600_000))
+    TestRun(Topology("short_read", Pipeline().task(t), source)).run(until_idle=True, timeout_ms=10_000)
+    assert calls[:4] == ["poll 3", "ack 3", "acked", "poll 0"]
 
 
 def test_str_outputs_are_encoded_and_generators_accepted() -> None:

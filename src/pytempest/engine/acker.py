@@ -53,6 +53,7 @@ class Acker:
         self._failures = 0
         self._backoff = Backoff(50, 5000)
         self._urgent = False
+        self._flushing = asyncio.Lock()
         self.unacked = 0
         """Ids queued or in an ack call (not acked yet, not given up)."""
 
@@ -89,6 +90,18 @@ class Acker:
             self._urgent = True
             self._wake.set()
 
+    def urgent_waiting(self) -> bool:
+        """Ids wait and :meth:`urgent` asked for them to go out now."""
+        return self._urgent and bool(self._ids)
+
+    async def flush_now(self) -> None:
+        """Ack what waits from the caller's task (the run loop retries what fails)."""
+        async with self._flushing:
+            if self._ids:
+                self._urgent = False
+                if not await self.flush_once():
+                    self._wake.set()
+
     def close(self) -> None:
         """Make :meth:`run` flush what waits and return."""
         self._closing = True
@@ -117,7 +130,8 @@ class Acker:
                         await asyncio.wait_for(self._wake.wait(), wait)
                     continue
             self._urgent = False
-            ok = await self.flush_once()
+            async with self._flushing:
+                ok = await self.flush_once() if self._ids else True
             if not ok:
                 if self._closing and self._failures >= self.max_attempts:
                     return

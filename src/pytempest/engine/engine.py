@@ -394,6 +394,7 @@ class Engine:
         source = self.source
         backoff = Backoff(source.poll_interval_ms, max(source.poll_interval_ms, source.max_backoff_ms))
         max_pending = self.topology.max_pending
+        read_size = getattr(source, "read_count", max_pending)
         while not self._stopping:
             room = max_pending - self.load
             if room <= 0:
@@ -416,6 +417,11 @@ class Engine:
                 if self._backoff_gauge.value:
                     self._backoff_gauge.set(0)
                 self._admit(msgs)
+                if len(msgs) < min(room, read_size) and self.acker.urgent_waiting():
+                    # A short read (the source is drained) whose messages are all done and
+                    # nothing else runs: ack before the next, blocking, read, as a hand-written
+                    # loop would. With a backlog the acker task acks alongside the reads.
+                    await self.acker.flush_now()
                 if source.poll_interval_ms:
                     await self._pause(source.poll_interval_ms)
                 else:

@@ -206,6 +206,38 @@ def test_a_short_read_is_acked_before_the_next_poll() -> None:
     assert calls[:4] == ["poll 3", "ack 3", "acked", "poll 0"]
 
 
+def test_failing_acks_are_retried_with_a_growing_pause_not_on_every_poll() -> None:
+    """After an ack failed, a short read no longer acks in the poller: the acker's growing
+    pause spaces the retries, however many short reads come in."""
+    ack_calls = 0
+
+    class Flaky(MemorySource):
+        async def poll(self, max_count: int) -> list[SourceMsg]:
+            self.push(b"m")  # a short read of one message, every poll
+            await asyncio.sleep(0.002)
+            return await super().poll(max_count)
+
+        async def ack(self, ids: Sequence[str]) -> None:
+            nonlocal ack_calls
+            ack_calls += 1
+            if time.monotonic() < refuse_until:
+                raise ConnectionError("ack refused")
+            await super().ack(ids)
+
+    @task("t")
+    def t(body: bytes) -> None:
+        return None
+
+    source = Flaky([], ack_policy=AckPolicy.batch(1000, ack_interval_ms=600_000))
+    engine = Engine(Topology("flaky_ack", Pipeline().task(t), source, max_pending=100_000))
+    refuse_until = time.monotonic() + 1.0
+    asyncio.run(engine.run(duration_ms=1000))
+    # About 400 short reads in that second; the pauses (50, 100, 200, 400 ms) allow a few
+    # attempts, then the stop's flush succeeds.
+    assert 2 <= ack_calls <= 12, ack_calls
+    assert len(source.acked) > 100
+
+
 def test_str_outputs_are_encoded_and_generators_accepted() -> None:
     got: list[bytes] = []
 

@@ -91,8 +91,9 @@ class Acker:
             self._wake.set()
 
     def urgent_waiting(self) -> bool:
-        """Ids wait and :meth:`urgent` asked for them to go out now."""
-        return self._urgent and bool(self._ids)
+        """Ids wait, :meth:`urgent` asked for them to go out now, and the last ack did
+        not fail (after a failure, the run loop's growing pause decides when to retry)."""
+        return self._urgent and bool(self._ids) and not self._failures
 
     async def flush_now(self) -> None:
         """Ack what waits from the caller's task (the run loop retries what fails)."""

@@ -8,6 +8,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgpack
 import pytest
 import redis
 
@@ -15,9 +16,10 @@ from pytempest import FailurePolicy, Pipeline, Topology, task
 from pytempest.deadletters import MemoryDeadLetter
 from pytempest.engine.engine import Engine
 from pytempest.engine.executor import TaskFailure
+from pytempest.errors import WireError
 from pytempest.metrics.registry import Registry
 from pytempest.runtimes.cohort import CohortInput
-from pytempest.runtimes.redis_bus import BusSettings, RedisBusExecutor, Worker, cohorts, process
+from pytempest.runtimes.redis_bus import BusSettings, RedisBusExecutor, Worker, cohorts, process, wire
 from pytempest.sources import MemorySource
 
 FAST = BusSettings(heartbeat_interval_ms=100, heartbeat_ttl_ms=1000, block_ms=100, claim_interval_ms=50)
@@ -434,3 +436,12 @@ def test_the_topology_command_runs_cohorts_and_reports_their_failures(
     (publisher,) = [ob for ob in engine.observers if type(ob).__name__ == "StatusPublisher"]
     assert len(publisher.take()["errors"]) == 4
     _forget(redis_url, key_prefix)
+
+
+def test_a_whole_graph_entry_must_hold_one_body_per_source_message() -> None:
+    good = msgpack.packb([wire.WIRE_VERSION, "i", 0, 7, [1, 1], [b"a", b"b"]])
+    assert cohorts.decode_task({cohorts.GRAPH_FIELD: good}, "t", cohorts.GRAPH_FIELD)[2] == [1, 1]
+    bad = msgpack.packb([wire.WIRE_VERSION, "i", 0, 7, [2], [b"a", b"b"]])
+    assert cohorts.decode_task({cohorts.FIELD: bad}, "t")[2] == [2]  # fine for one task
+    with pytest.raises(WireError, match="one body per source message"):
+        cohorts.decode_task({cohorts.GRAPH_FIELD: bad}, "t", cohorts.GRAPH_FIELD)

@@ -394,7 +394,7 @@ class Engine:
         source = self.source
         backoff = Backoff(source.poll_interval_ms, max(source.poll_interval_ms, source.max_backoff_ms))
         max_pending = self.topology.max_pending
-        read_size = getattr(source, "read_count", max_pending)
+        read_size = source.read_count or max_pending
         while not self._stopping:
             room = max_pending - self.load
             if room <= 0:

@@ -38,8 +38,10 @@ class Source(abc.ABC):
 
     Attributes that tune the engine's poll loop: ``ack_policy``, ``poll_interval_ms``
     (the wait between polls while data keeps coming: 0 polls again at once),
-    ``max_backoff_ms`` (the longest wait after empty or failed polls) and
-    ``monitor_interval_ms`` (how often ``monitor`` runs; 0 disables it).
+    ``max_backoff_ms`` (the longest wait after empty or failed polls),
+    ``monitor_interval_ms`` (how often ``monitor`` runs; 0 disables it) and
+    ``read_count`` (the most one poll returns, 0: no limit of its own; a poll that
+    returns fewer means the source is drained for now).
     """
 
     kind: ClassVar[str] = "source"
@@ -47,6 +49,7 @@ class Source(abc.ABC):
     poll_interval_ms: int = 0
     max_backoff_ms: int = 1000
     monitor_interval_ms: int = 0
+    read_count: int = 0
     metrics: SourceMetrics | None = None
 
     async def setup(self) -> None:  # noqa: B027 - optional hook

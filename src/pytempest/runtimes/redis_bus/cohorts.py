@@ -51,7 +51,7 @@ from pytempest.errors import WireError
 from pytempest.model.message import now_ms
 from pytempest.model.pipeline import Graph
 from pytempest.model.task import Task
-from pytempest.runtimes.cohort import CohortInput, filtered_handler, run_cohort, run_task
+from pytempest.runtimes.cohort import CohortInput, filtered_handler, run_task
 from pytempest.runtimes.redis_bus import wire
 
 FIELD = b"c"
@@ -87,6 +87,8 @@ def decode_task(
         raise WireError(f"{where}: cohort task entry has wrong types")
     if sum(counts) != len(bodies):
         raise WireError(f"{where}: cohort task entry counts {sum(counts)} bodies; it has {len(bodies)}")
+    if name == GRAPH_FIELD and len(counts) != len(bodies):
+        raise WireError(f"{where}: a whole-graph entry must hold one body per source message")
     return instance, ref, counts, bodies
 
 
@@ -112,13 +114,6 @@ def run_chunk(task: Task, has_filter: bool, counts: list[int], bodies: list[byte
     out.outputs, out.out_segments, out.out_counts = outs.bodies, outs.owners, outs.counts
     out.failed = {i: f for i, (_, f) in failed.items()}
     return out
-
-
-def run_graph(graph: Graph, filters: list[bool], counts: list[int], bodies: list[bytes]) -> CohortOutcome:
-    """Run the whole pipeline over a ``g`` entry: one body per source message."""
-    if any(k != 1 for k in counts):
-        raise WireError("a whole-graph cohort entry must hold one body per source message")
-    return run_cohort(graph, filters, bodies)
 
 
 def encode_graph_answer(worker: str, ref: int, outcome: CohortOutcome) -> bytes:

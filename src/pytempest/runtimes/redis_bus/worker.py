@@ -44,6 +44,7 @@ from pytempest.redis.connection import (
     is_busygroup,
     is_nogroup,
 )
+from pytempest.runtimes.cohort import run_cohort
 from pytempest.runtimes.inprocess import maybe_await
 from pytempest.runtimes.redis_bus import cohorts, wire
 from pytempest.runtimes.redis_bus.heartbeat import heartbeat_key, make_name
@@ -440,13 +441,8 @@ class Worker:
                 return done
             if entry.deliveries > 1:
                 self.counts.redelivered += len(bodies)
-            if whole and self._whole_graph:
-                try:
-                    outcome = cohorts.run_graph(self.topology.graph, self._filters, counts, bodies)
-                except WireError as exc:
-                    self.counts.malformed += 1
-                    log.error("worker %s: dropped an entry it cannot read: %s", self.name, exc)
-                    return done
+            if whole and self._whole_graph:  # decode_task checked: one body per message
+                outcome = run_cohort(self.topology.graph, self._filters, bodies)
                 done.chunks = [cohorts.encode_graph_answer(self.name, ref, outcome)]
                 done.field = cohorts.GRAPH_FIELD
                 self._count_graph(outcome)

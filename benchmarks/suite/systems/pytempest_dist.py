@@ -14,6 +14,7 @@ import time
 import redis
 
 from benchmarks.common import book_pipeline, w1_pipeline
+from benchmarks.distributed import worker_keys
 from benchmarks.suite.spec import Job, Result
 from benchmarks.suite.systems.pytempest_inproc import MAX_PENDING, StopAfter, acked, handled, source
 from pytempest import Topology
@@ -26,9 +27,7 @@ START_TIMEOUT_S = 60
 
 
 def _live_workers(r: redis.Redis, name: str) -> int:
-    members = [m.decode() for m in r.zrange("{pt:" + name + "}:members", 0, -1)]
-    keys = ["{pt:" + name + "}:hb:worker:" + m.split(":", 1)[1] for m in members if m.startswith("worker:")]
-    return sum(1 for k in keys if r.exists(k))
+    return sum(1 for k in worker_keys(r, name) if r.exists(k))
 
 
 def throughput(job: Job) -> Result:

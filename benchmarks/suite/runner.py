@@ -8,7 +8,6 @@ round (the median of the per-round ratios).
 from __future__ import annotations
 
 import os
-import statistics
 import subprocess
 import sys
 import threading
@@ -20,8 +19,9 @@ from dataclasses import dataclass
 
 import redis
 
+from benchmarks.common import fill
 from benchmarks.suite.producer import produce
-from benchmarks.suite.spec import BODY_LEN, Job, Result
+from benchmarks.suite.spec import Job, Result
 from benchmarks.suite.streams import group_info
 
 CHILD_TIMEOUT_S = 900
@@ -47,14 +47,7 @@ class Streams:
         key = self._by_n.get(n)
         if key is None:
             key = self._by_n[n] = f"{self.prefix}:{n}"
-            self.r.delete(key)
-            body = b"x" * BODY_LEN
-            pipe = self.r.pipeline(transaction=False)
-            for i in range(n):
-                pipe.xadd(key, {"body": body})
-                if i % 1000 == 999:
-                    pipe.execute()
-            pipe.execute()
+            fill(self.r, key, n)
         return key
 
     def fresh(self) -> str:
@@ -141,10 +134,6 @@ def run_latency(s: Streams, job: Job) -> tuple[Result, float]:
             proc.kill()
             proc.wait()
         s.r.delete(job.key)
-
-
-def median_min_max(values: list[float]) -> tuple[float, float, float]:
-    return statistics.median(values), min(values), max(values)
 
 
 def percentile(values: list[float], q: float) -> float:

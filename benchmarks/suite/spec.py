@@ -6,8 +6,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-BODY_LEN = 100
-"""Every message body is 100 bytes."""
+from benchmarks.common import BODY
+
+BODY_LEN = len(BODY)
+"""Every message body is 100 bytes (:data:`benchmarks.common.BODY`)."""
 
 W2_CALLS = 71
 """Handle calls per source message in the book DAG: T1 1, T2 10, T3 10, T4 50."""

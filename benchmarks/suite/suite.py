@@ -12,8 +12,6 @@ import importlib.util
 import json
 import os
 import platform
-import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -143,19 +141,6 @@ def _line(r: dict[str, Any]) -> str:
     return f"{head} {r['msgs_per_s']:>10,.0f} source msgs/s ({r['handled']:,} handle calls)"
 
 
-def median_of(records: list[dict[str, Any]], key: str) -> float:
-    return statistics.median(r[key] for r in records)
-
-
 def save(results: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=1) + "\n")
-
-
-def git_head() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import redis
 
 from .cluster import SpareRedis, cluster, prime, stop, wait_for
 
@@ -26,6 +27,11 @@ def test_bus_redis_restart_loses_no_message(tmp_path: Path, redis_url: str, key_
         with cluster(tmp_path, redis_url, key_prefix, **env) as c:
             prime(redis_url, c.source_key, MESSAGES)
             workers = [c.worker("--redis", bus.url) for _ in range(2)]
+            # Both started (a worker that cannot reach Redis at start exits 3 by design),
+            # so the restart below meets running workers, never one still starting.
+            hb = "{pt:" + c.name + "}:hb:worker:*"
+            with redis.Redis.from_url(bus.url) as spare:
+                wait_for("both workers registered", lambda: len(list(spare.scan_iter(match=hb))) >= 2)
             top = c.topology("--until-idle", "--redis", bus.url)
             wait_for("a fifth of the messages acked", lambda: c.acked() >= MESSAGES // 5)
             bus.stop()  # everything in flight on the bus is gone

@@ -8,7 +8,8 @@ Three tasks in a chain, over a Redis stream of harness messages (:mod:`.messages
 * ``decode`` (inline) decodes the body with a codec (JSON by default, with size and depth
   limits: ``PTR_CODEC``, ``PTR_MAX_BYTES``, ``PTR_MAX_DEPTH``) and raises for a message
   whose ``act`` is ``raise`` (a poison message);
-* ``work`` (threaded) sleeps ``PTR_WORK_MS`` (or the ``sleep:<ms>`` of the message) and
+* ``work`` (threaded) sleeps ``PTR_WORK_MS`` (or the ``sleep:<ms>`` of the message; a
+  ``hold`` message first waits for the file ``PTR_RELEASE_FILE`` to exist) and
   SIGKILLs its own process for a message whose ``act`` is ``crash``;
 * ``sink`` appends ``{seq, run, ok, pid}`` to the sink stream ``PTR_SINK_KEY``: the
   outcome record of a completed message (``ok`` is 0 when the checksum did not match);
@@ -26,7 +27,7 @@ Environment: ``PTR_NAME``, ``PTR_SOURCE_URL``, ``PTR_SOURCE_KEY``, ``PTR_GROUP``
 ``PTR_PREFETCH`` (1), ``PTR_MAX_LEN`` (unset), ``PTR_SINK_URL`` / ``PTR_DLQ_URL`` (default the source's),
 ``PTR_DLQ_KEY`` (empty: no dead letter), ``PTR_POLICY``, ``PTR_MSG_TIMEOUT_MS``,
 ``PTR_MAX_PENDING``, ``PTR_GRACE_MS``, ``PTR_METRICS_FILE`` (a JSON-lines metric target,
-flushed every 250 ms), ``PTR_LOG_DIR``.
+flushed every 250 ms), ``PTR_LOG_DIR``, ``PTR_RELEASE_FILE``.
 """
 
 from __future__ import annotations
@@ -100,6 +101,15 @@ class Decode(Task):
         return [body] if self.codec.name == "json" else [json.dumps(value).encode()]
 
 
+def _wait_for_release() -> None:
+    """Block until the file ``PTR_RELEASE_FILE`` exists (at most 120 s): a message that
+    cannot finish while a scenario needs the process to hold it."""
+    path = env("PTR_RELEASE_FILE")
+    deadline = time.monotonic() + 120
+    while path and not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 class Work(Task):
     name = "work"
     threaded = True
@@ -110,6 +120,8 @@ class Work(Task):
         act = msg.act if msg else ""
         if act == "crash":
             os.kill(os.getpid(), signal.SIGKILL)
+        if act == "hold":
+            _wait_for_release()
         sleep_ms = int(act.split(":", 1)[1]) if act.startswith("sleep:") else env_int("PTR_WORK_MS", 0)
         if sleep_ms:
             time.sleep(sleep_ms / 1000)

@@ -19,21 +19,30 @@ ACK = "batch(100, ack_interval_ms=50)"
 def a2_topology_killed(lab: Lab, quick: bool) -> Result:
     """SIGKILL the topology (``pytempest run``) mid-stream and start it again with the
     same consumer name: every message ends acked; completions are duplicated at most for
-    what it held unacked, at most max_pending (done messages hold their slot until acked)."""
+    what it held unacked, at most max_pending (done messages hold their slot until acked).
+
+    The second half of the messages is ``hold``: the first run cannot finish them, so it
+    is killed holding messages however fast it runs; the restart finds them released."""
     began = time.monotonic()
     n, max_pending = (3000 if quick else 30_000), 100
-    producer = lab.producer()
+    release = lab.log_dir / "release-a2"
+    producer = lab.producer(acts={seq: "hold" for seq in range(n // 2, n)})
     producer.burst(n)
-    env = {"PTR_MAX_PENDING": str(max_pending), "PTR_ACK": ACK, "PTR_WORK_MS": "1"}
+    held_ids = {producer.produced.ids[seq].encode() for seq in range(n // 2, n)}
+    env = {"PTR_MAX_PENDING": str(max_pending), "PTR_ACK": ACK, "PTR_WORK_MS": "1",
+           "PTR_RELEASE_FILE": str(release)}  # fmt: skip
     first = lab.run(**env)
-    wait_until(lambda: lab.sink_count() >= n // 3, 120, "a third of the messages completed")
-    killed_at = time.time()
-    first.sigkill()
     client = lab.source_client()
     try:
+        wait_until(lambda: lab.sink_count() >= n // 3, 120, "a third of the messages completed")
+        wait_until(lambda: any(row["message_id"] in held_ids for row in pending_of(client, lab.source_key, lab.group)),
+                   60, "the run to hold messages it cannot finish")  # fmt: skip
+        killed_at = time.time()
+        first.sigkill()
         held = len(pending_of(client, lab.source_key, lab.group))
     finally:
         client.close()
+    release.touch()
     again = lab.run("--until-idle", **env)
     code = again.wait(300)
     report = lab.check(producer, fault_at=killed_at)

@@ -23,7 +23,9 @@ def d1_sigterm(lab: Lab, quick: bool) -> Result:
     n, max_pending, grace_ms = (300 if quick else 3000), 20, 10_000
     producer = lab.producer()
     producer.burst(n)
-    env = {"PTR_WORK_MS": "30", "PTR_MAX_PENDING": str(max_pending), "PTR_GRACE_MS": str(grace_ms)}
+    # 100 ms of work a message: the run cannot finish all n (n / max_pending x 0.1 s = 1.5 s)
+    # before the SIGTERM even when this process is starved for a while.
+    env = {"PTR_WORK_MS": "100", "PTR_MAX_PENDING": str(max_pending), "PTR_GRACE_MS": str(grace_ms)}
     proc = lab.run(**env)
     wait_until(lambda: lab.sink_count() >= 40, 60, "40 messages completed")
     term_at = time.time()

@@ -7,7 +7,7 @@ A harness message is a JSON object (so the codec scenarios can decode it)::
 ``crc`` is the CRC-32 of ``run|seq|act|pad``: the sink task checks it, so a message that
 reached the end of the pipeline altered is counted as corrupted. ``act`` tells the
 harness tasks what to do with this message (``""`` nothing, ``raise``, ``crash``,
-``sleep:<ms>``): poison and crash scenarios pick their victims by sequence number.
+``sleep:<ms>``, ``hold``): poison and crash scenarios pick their victims by sequence number.
 
 The :class:`Producer` remembers the stream id of every message it wrote, so the checker
 can name a message by its id even when its body cannot be parsed (malformed payloads),

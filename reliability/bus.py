@@ -38,18 +38,21 @@ def held(client: redis.Redis, topology: str, consumer: str) -> dict[str, list[st
     return out
 
 
+def task_bodies(client: redis.Redis, topology: str, task: str, ids: list[str]) -> list[bytes]:
+    """The task messages (bodies) that the given entries of ``task``'s stream carry."""
+    key = keyspace.task_stream(topology, task)
+    out: list[bytes] = []
+    for entry_id in ids:
+        for _, fields in client.xrange(key, entry_id, entry_id):
+            _, _, items = wire.decode_tasks(fields, key)
+            for item in items:
+                out.extend(item[5])
+    return out
+
+
 def task_messages(client: redis.Redis, topology: str, entries: dict[str, list[str]]) -> dict[str, int]:
     """How many task messages (bodies) the given task stream entries carry, per task."""
-    out: dict[str, int] = {}
-    for task, ids in entries.items():
-        key = keyspace.task_stream(topology, task)
-        total = 0
-        for entry_id in ids:
-            for _, fields in client.xrange(key, entry_id, entry_id):
-                _, _, items = wire.decode_tasks(fields, key)
-                total += sum(len(item[5]) for item in items)
-        out[task] = total
-    return out
+    return {task: len(task_bodies(client, topology, task, ids)) for task, ids in entries.items()}
 
 
 def final_metrics(client: redis.Redis, topology: str) -> dict[str, float]:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from .. import bus
 from ..lab import Check, Lab, Result
-from ..messages import wait_until
+from ..messages import parse, wait_until
 from ..procs import Proc
 from .common import at_most, check, dead_letter_records, equal, pending_of, result
 
@@ -61,30 +61,45 @@ def a2_topology_killed(lab: Lab, quick: bool) -> Result:
 def a1_worker_killed(lab: Lab, quick: bool) -> Result:
     """SIGKILL a worker of the distributed runtime while it holds entries: another worker
     claims them within claim_idle_ms + one claim interval; task messages run twice at most
-    as many as it held."""
+    as many as it held.
+
+    The second half of the messages is ``hold``: the victim is the first worker seen
+    holding a ``work`` entry with such a message, an entry it cannot finish before the
+    kill however fast it runs; the survivor's own are released right after the kill."""
     began = time.monotonic()
     n = 1000 if quick else 5000
     claim_idle_ms, claim_interval_ms = 1000, 250
-    producer = lab.producer()
+    release = lab.log_dir / "release-a1"
+    producer = lab.producer(acts={seq: "hold" for seq in range(n // 2, n)})
     producer.burst(n)
-    env = {"PTR_WORK_MS": "5"}
+    env = {"PTR_WORK_MS": "5", "PTR_RELEASE_FILE": str(release)}
     workers = [lab.worker(**env) for _ in range(2)]
     top = lab.topology("--until-idle", **env)
     wait_until(lambda: lab.sink_count() >= n // 5, 120, "a fifth of the messages completed")
-    victim = workers[0]
-    name = wait_until(lambda: bus.worker_name(lab.main, lab.name, victim.pid), 30, "the victim's heartbeat")
+    names = [_worker_name(lab, w) for w in workers]
+
+    def holder() -> str | None:
+        for name in names:
+            entries = bus.held(lab.main, lab.name, name).get("work", [])
+            bodies = bus.task_bodies(lab.main, lab.name, "work", entries)
+            if any((msg := parse(body)) is not None and msg.act == "hold" for body in bodies):
+                return name
+        return None
+
+    name = wait_until(holder, 60, "a worker to hold a message it cannot finish")
     assert isinstance(name, str)
-    wait_until(lambda: bus.held(lab.main, lab.name, name), 30, "the victim to hold entries", every_s=0.001)
+    victim, survivor = (workers[0], workers[1]) if name == names[0] else (workers[1], workers[0])
     killed_at = time.time()
     victim.sigkill()
     entries = bus.held(lab.main, lab.name, name)
     carried = bus.task_messages(lab.main, lab.name, entries)
+    release.touch()
     wait_until(
         lambda: not bus.held(lab.main, lab.name, name), 60, "the victim's entries to be claimed", every_s=0.01
     )
     claimed_s = time.time() - killed_at
     code = top.wait(180)
-    survivor_code = _stop(workers[1])
+    survivor_code = _stop(survivor)
     metrics = bus.final_metrics(lab.main, lab.name)
     report = lab.check(producer, fault_at=killed_at,
                        stale_dropped=int(metrics.get(f"{lab.name}.bus.result.dropped", 0)))  # fmt: skip
@@ -106,6 +121,12 @@ def a1_worker_killed(lab: Lab, quick: bool) -> Result:
     return result("A1", "SIGKILL a worker mid-batch", report, checks, began,
                   f"victim held {carried} task messages in {sum(map(len, entries.values()))} entries; "
                   f"claimed {claimed_s:.2f} s after the kill (claim_idle_ms {claim_idle_ms})")  # fmt: skip
+
+
+def _worker_name(lab: Lab, worker: Proc) -> str:
+    name = wait_until(lambda: bus.worker_name(lab.main, lab.name, worker.pid), 30, "a worker's heartbeat")
+    assert isinstance(name, str)
+    return name
 
 
 def _stop(proc: Proc, timeout_s: float = 60) -> int:
